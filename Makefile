@@ -1,0 +1,47 @@
+# Tenantry's everyday commands. Every tool is pinned in go.mod and run with
+# `go tool`, and the test control plane is built from source by hack/, so a
+# fresh machine needs nothing but Go.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+CONTROLLER_GEN := go tool controller-gen
+
+.PHONY: all
+all: generate manifests fmt vet build ## Generate, check and build.
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: generate
+generate: ## Generate deep-copy functions for api/.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+.PHONY: manifests
+manifests: ## Generate the CRDs into config/crd/bases.
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+
+.PHONY: fmt
+fmt: ## gofmt every Go file.
+	gofmt -l -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## go vet.
+	go vet ./...
+
+.PHONY: control-plane
+control-plane: ## Build (or reuse) kube-apiserver, etcd and kubectl in bin/k8s.
+	hack/control-plane.sh
+
+.PHONY: test
+test: ## Run every test against a real kube-apiserver + etcd built by hack/.
+	hack/test.sh
+
+.PHONY: build
+build: ## Build bin/tenantry.
+	go build -o bin/tenantry .
+
+.PHONY: quickstart
+quickstart: ## Start a local control plane, install the CRDs and apply the samples.
+	hack/quickstart.sh

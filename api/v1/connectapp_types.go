@@ -1,0 +1,360 @@
+package v1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ConnectAppSpec declares one Atlassian Connect app as its descriptor
+// describes it, and the policy Tenantry applies to the app's tenants.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.allowedBaseUrls) || !(self.baseUrl in self.allowedBaseUrls)",message="allowedBaseUrls must not repeat baseUrl"
+type ConnectAppSpec struct {
+	// key is the app key, exactly as in the descriptor's `key` field. Every
+	// lifecycle callback names its app by this key, so it must be unique in
+	// the cluster: a second ConnectApp with the same key gets a Conflict
+	// condition and is not served.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`
+	// +required
+	Key string `json:"key"`
+
+	// baseUrl is the descriptor's `baseUrl`: the absolute https URL the
+	// products call the app at, e.g. `https://connect.example.com/my-app`.
+	// Signed install callbacks carry it as the JWT `aud` claim, and the
+	// lifecycle URLs in status are built from it.
+	// +kubebuilder:validation:MinLength=9
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="baseUrl must be an absolute https URL, e.g. https://connect.example.com/my-app"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="baseUrl must not have a query or a fragment"
+	// +required
+	BaseURL string `json:"baseUrl"`
+
+	// allowedBaseUrls are further `aud` values accepted on signed install
+	// callbacks, for an app served under several base URLs (the same as
+	// atlassian-connect-express's allowedBaseUrls). Each is an absolute https
+	// URL. One trailing slash is ignored when comparing.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=set
+	// +optional
+	AllowedBaseURLs []AppBaseURL `json:"allowedBaseUrls,omitempty"`
+
+	// lifecycle holds the lifecycle paths the descriptor declares, relative
+	// to baseUrl. The receiver serves these paths for this app.
+	// +kubebuilder:default={}
+	// +optional
+	Lifecycle LifecyclePaths `json:"lifecycle,omitempty"`
+
+	// tenantPolicy decides which tenants this app accepts and how Tenantry
+	// verifies, judges and cleans them up.
+	// +kubebuilder:default={}
+	// +optional
+	TenantPolicy TenantPolicy `json:"tenantPolicy,omitempty"`
+}
+
+// AppBaseURL is an absolute https URL under which the app is served.
+// +kubebuilder:validation:MinLength=9
+// +kubebuilder:validation:MaxLength=512
+// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="each allowed base URL must be an absolute https URL"
+type AppBaseURL string
+
+// LifecyclePaths are the paths of the descriptor's `lifecycle` callbacks,
+// relative to the app's baseUrl.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.installed) || !has(self.uninstalled) || !has(self.enabled) || !has(self.disabled) || [self.installed, self.uninstalled, self.enabled, self.disabled].all(p, [self.installed, self.uninstalled, self.enabled, self.disabled].exists_one(q, q == p))",message="the four lifecycle paths must be distinct"
+type LifecyclePaths struct {
+	// installed is the path of the `installed` callback: first install,
+	// re-install, upgrade, secret rotation, site rename and site import.
+	// +kubebuilder:default="/installed"
+	// +optional
+	Installed LifecyclePath `json:"installed,omitempty"`
+
+	// uninstalled is the path of the `uninstalled` callback.
+	// +kubebuilder:default="/uninstalled"
+	// +optional
+	Uninstalled LifecyclePath `json:"uninstalled,omitempty"`
+
+	// enabled is the path of the `enabled` callback.
+	// +kubebuilder:default="/enabled"
+	// +optional
+	Enabled LifecyclePath `json:"enabled,omitempty"`
+
+	// disabled is the path of the `disabled` callback.
+	// +kubebuilder:default="/disabled"
+	// +optional
+	Disabled LifecyclePath `json:"disabled,omitempty"`
+}
+
+// LifecyclePath is an absolute URL path without query or fragment, e.g.
+// `/lifecycle/installed`. Percent-encoded characters are refused because
+// products and frameworks disagree on whether the qsh covers the encoded or
+// the decoded path.
+// +kubebuilder:validation:MinLength=2
+// +kubebuilder:validation:MaxLength=256
+// +kubebuilder:validation:Pattern=`^(/[A-Za-z0-9._~-]+)+$`
+type LifecyclePath string
+
+// TenantPolicy is an app's policy for its tenants.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.verification) || !has(self.rogue) || !has(self.verification.interval) || !has(self.rogue.gracePeriod) || duration(self.rogue.gracePeriod) >= duration(self.verification.interval)",message="rogue.gracePeriod must be at least verification.interval, or one failed check would judge a tenant rogue"
+type TenantPolicy struct {
+	// allowedHosts are the host patterns a tenant's baseUrl may have. A `*`
+	// stands for exactly one DNS label, so `*.atlassian.net` accepts
+	// `acme.atlassian.net` but not `a.b.atlassian.net`. Custom domains never
+	// appear in a baseUrl (only in displayUrl), so the defaults cover every
+	// Atlassian Cloud production and staging site.
+	// +kubebuilder:default={"*.atlassian.net","*.jira.com","*.jira-dev.com"}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=set
+	// +optional
+	AllowedHosts []HostPattern `json:"allowedHosts,omitempty"`
+
+	// sourceAddressCheck decides what happens to a lifecycle callback whose
+	// source address is outside Atlassian's published IP ranges: `Enforce`
+	// refuses it with 403, `Audit` accepts it but logs it and counts it in a
+	// metric, `Off` skips the check. Behind a load balancer or ingress, the
+	// operator must be told which proxies to trust for X-Forwarded-For, or
+	// every callback appears to come from the proxy.
+	// +kubebuilder:default=Enforce
+	// +optional
+	SourceAddressCheck SourceAddressCheckMode `json:"sourceAddressCheck,omitempty"`
+
+	// symmetricReinstall decides whether an `installed` callback for a known
+	// tenant may be signed the legacy way, HS256 with the tenant's stored
+	// shared secret, instead of RS256. Atlassian signs every install with
+	// RS256 since October 2021, so `Deny` is right unless a product still
+	// sends legacy callbacks to this app.
+	// +kubebuilder:default=Deny
+	// +optional
+	SymmetricReinstall SymmetricReinstallMode `json:"symmetricReinstall,omitempty"`
+
+	// verification sets when Tenantry calls each tenant's baseUrl back to
+	// prove that its shared secret is genuine.
+	// +kubebuilder:default={}
+	// +optional
+	Verification VerificationPolicy `json:"verification,omitempty"`
+
+	// rogue sets when a tenant that keeps failing verification is judged
+	// rogue, and what is done with it then.
+	// +kubebuilder:default={}
+	// +optional
+	Rogue RoguePolicy `json:"rogue,omitempty"`
+
+	// uninstalledRetention is how long an uninstalled tenant and its Secret
+	// are kept before they are deleted. A signed re-install within this time
+	// revives the tenant; Atlassian advises keeping uninstalled tenants
+	// rather than deleting them at once.
+	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +optional
+	UninstalledRetention *metav1.Duration `json:"uninstalledRetention,omitempty"`
+}
+
+// HostPattern is a DNS name whose leftmost label may be `*`, e.g.
+// `*.atlassian.net`.
+// +kubebuilder:validation:MinLength=3
+// +kubebuilder:validation:MaxLength=253
+// +kubebuilder:validation:Pattern=`^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$`
+type HostPattern string
+
+// SourceAddressCheckMode is how the receiver treats a callback from outside
+// Atlassian's published IP ranges.
+// +kubebuilder:validation:Enum=Enforce;Audit;Off
+type SourceAddressCheckMode string
+
+const (
+	// SourceAddressEnforce refuses callbacks from outside the ranges (403).
+	SourceAddressEnforce SourceAddressCheckMode = "Enforce"
+	// SourceAddressAudit accepts them, logs them and counts them.
+	SourceAddressAudit SourceAddressCheckMode = "Audit"
+	// SourceAddressOff skips the check.
+	SourceAddressOff SourceAddressCheckMode = "Off"
+)
+
+// SymmetricReinstallMode decides whether legacy HS256-signed re-installs are
+// accepted.
+// +kubebuilder:validation:Enum=Deny;Allow
+type SymmetricReinstallMode string
+
+const (
+	// SymmetricReinstallDeny accepts only RS256-signed install callbacks.
+	SymmetricReinstallDeny SymmetricReinstallMode = "Deny"
+	// SymmetricReinstallAllow also accepts an install callback for a known
+	// tenant signed HS256 with that tenant's stored shared secret.
+	SymmetricReinstallAllow SymmetricReinstallMode = "Allow"
+)
+
+// VerificationPolicy sets when tenants are verified by calling them back.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || !has(self.interval) || duration(self.timeout) < duration(self.interval)",message="verification.timeout must be shorter than verification.interval"
+// +kubebuilder:validation:XValidation:rule="!has(self.initialDelay) || !has(self.interval) || duration(self.initialDelay) <= duration(self.interval)",message="verification.initialDelay must not exceed verification.interval"
+type VerificationPolicy struct {
+	// interval is the time between two verifications of a verified tenant.
+	// Each tenant's next check is spread by up to 10% of jitter so that
+	// thousands of tenants are not called in one burst.
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="verification.interval must be at least 1m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// timeout bounds one verification call, from dialling to the end of the
+	// response.
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="verification.timeout must be between 1s and 5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// initialDelay is the wait between an install and its first
+	// verification: a product may not answer for a freshly installed app at
+	// once.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +optional
+	InitialDelay *metav1.Duration `json:"initialDelay,omitempty"`
+}
+
+// RoguePolicy sets when and how tenants that cannot be verified are judged.
+type RoguePolicy struct {
+	// gracePeriod is how long a tenant's verification may keep failing
+	// definitively (401, 403 or 404 from the product) before the tenant is
+	// judged rogue. Inconclusive failures (timeouts, DNS errors, 429, 5xx)
+	// never count.
+	// +kubebuilder:default="72h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +optional
+	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+
+	// action is what happens to a rogue tenant: `Delete` deletes the tenant
+	// and its Secret; `Quarantine` deletes the Secret, keeps the tenant for
+	// inspection and labels it `connect.tenantry.dev/quarantined=true`;
+	// `Keep` only reports it. Quarantine is the default because a genuine
+	// tenant judged rogue by mistake recovers with a re-install, which
+	// brings a new secret anyway, while a planted one loses its secret.
+	// +kubebuilder:default=Quarantine
+	// +optional
+	Action RogueAction `json:"action,omitempty"`
+}
+
+// RogueAction is what is done with a rogue tenant.
+// +kubebuilder:validation:Enum=Delete;Quarantine;Keep
+type RogueAction string
+
+const (
+	// RogueDelete deletes the tenant and its Secret.
+	RogueDelete RogueAction = "Delete"
+	// RogueQuarantine deletes the Secret and labels the tenant.
+	RogueQuarantine RogueAction = "Quarantine"
+	// RogueKeep only reports the tenant as rogue.
+	RogueKeep RogueAction = "Keep"
+)
+
+// ConnectAppStatus is the observed state of a ConnectApp.
+type ConnectAppStatus struct {
+	// observedGeneration is the metadata.generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions describe the app's state. `Ready` is True when the app is
+	// valid, unique and served by the receiver; Argo CD and Flux read health
+	// from it.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// lifecycleUrls are the absolute URLs of the app's lifecycle callbacks,
+	// to be put in the descriptor's `lifecycle` section.
+	// +optional
+	LifecycleURLs *LifecycleURLs `json:"lifecycleUrls,omitempty"`
+
+	// tenants counts the app's tenants by phase.
+	// +optional
+	Tenants TenantCounts `json:"tenants,omitempty"`
+}
+
+// LifecycleURLs are absolute lifecycle callback URLs.
+type LifecycleURLs struct {
+	// installed is the absolute URL of the `installed` callback.
+	Installed string `json:"installed"`
+	// uninstalled is the absolute URL of the `uninstalled` callback.
+	Uninstalled string `json:"uninstalled"`
+	// enabled is the absolute URL of the `enabled` callback.
+	Enabled string `json:"enabled"`
+	// disabled is the absolute URL of the `disabled` callback.
+	Disabled string `json:"disabled"`
+}
+
+// TenantCounts counts an app's tenants by phase.
+type TenantCounts struct {
+	// total is the number of the app's tenants, in every phase.
+	Total int32 `json:"total"`
+	// pending counts tenants not verified yet.
+	Pending int32 `json:"pending"`
+	// verified counts tenants whose last verification succeeded.
+	Verified int32 `json:"verified"`
+	// unverified counts tenants whose verification is failing, within the
+	// grace period.
+	Unverified int32 `json:"unverified"`
+	// rogue counts tenants judged rogue.
+	Rogue int32 `json:"rogue"`
+	// disabled counts tenants on which the app is disabled.
+	Disabled int32 `json:"disabled"`
+	// uninstalled counts uninstalled tenants kept for retention.
+	Uninstalled int32 `json:"uninstalled"`
+}
+
+// ConnectApp declares one Atlassian Connect app served by Tenantry: its key,
+// its base URL, its lifecycle paths and the policy for its tenants. One
+// operator serves many apps; each app's tenants live in the app's namespace.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=capp,categories=connect
+// +kubebuilder:printcolumn:name="Key",type=string,JSONPath=`.spec.key`
+// +kubebuilder:printcolumn:name="Base URL",type=string,JSONPath=`.spec.baseUrl`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Tenants",type=integer,JSONPath=`.status.tenants.total`
+// +kubebuilder:printcolumn:name="Verified",type=integer,JSONPath=`.status.tenants.verified`
+// +kubebuilder:printcolumn:name="Rogue",type=integer,JSONPath=`.status.tenants.rogue`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="ConnectApp names are limited to 63 characters: tenants carry the name as a label value"
+type ConnectApp struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec declares the app.
+	// +required
+	Spec ConnectAppSpec `json:"spec"`
+
+	// status is the app's observed state, written by the operator.
+	// +optional
+	Status ConnectAppStatus `json:"status,omitempty"`
+}
+
+// ConnectAppList is a list of ConnectApps.
+//
+// +kubebuilder:object:root=true
+type ConnectAppList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ConnectApp `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ConnectApp{}, &ConnectAppList{})
+}

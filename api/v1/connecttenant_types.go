@@ -1,0 +1,287 @@
+package v1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ConnectTenantSpec is one installation of a Connect app, as the product
+// described it in its lifecycle callbacks. The receiver writes the spec; the
+// controllers write only the status.
+//
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.clientKey) || self.clientKey == oldSelf.clientKey",message="clientKey is immutable: a new clientKey (e.g. after a site import) is a new tenant"
+// +kubebuilder:validation:XValidation:rule="self.appRef.name == oldSelf.appRef.name",message="appRef is immutable: a tenant belongs to one app for life"
+type ConnectTenantSpec struct {
+	// appRef names the ConnectApp, in the same namespace, that this tenant
+	// installed.
+	// +required
+	AppRef AppReference `json:"appRef"`
+
+	// clientKey is the tenant's identity as the product sent it. It never
+	// changes for a site, except that importing data into a site makes a new
+	// tenant with a new clientKey. It is not a valid object name, so the
+	// tenant's name is derived from a hash of it; find a tenant by clientKey
+	// with the field selector or the operator's index.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +required
+	ClientKey string `json:"clientKey"`
+
+	// baseUrl is the product's URL prefix, e.g. `https://acme.atlassian.net`
+	// for Jira or `https://acme.atlassian.net/wiki` for Confluence. Every
+	// call to the product starts with it. It changes on a site rename.
+	// +kubebuilder:validation:MinLength=9
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="baseUrl must be an absolute https URL, e.g. https://acme.atlassian.net"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="baseUrl must not have a query or a fragment"
+	// +required
+	BaseURL string `json:"baseUrl"`
+
+	// displayUrl is the URL users see when the site has a custom domain.
+	// Never call the product through it: API calls go to baseUrl.
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https'",message="displayUrl must be an absolute https URL"
+	// +optional
+	DisplayURL string `json:"displayUrl,omitempty"`
+
+	// displayUrlServicedeskHelpCenter is the custom domain of a Jira Service
+	// Management help centre, when it has one.
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https'",message="displayUrlServicedeskHelpCenter must be an absolute https URL"
+	// +optional
+	DisplayURLServicedeskHelpCenter string `json:"displayUrlServicedeskHelpCenter,omitempty"`
+
+	// productType is the product the app is installed in, e.g. `jira` or
+	// `confluence`.
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[a-z][a-z0-9-]*$`
+	// +optional
+	ProductType string `json:"productType,omitempty"`
+
+	// description is the site's description, editable by its admins.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// serviceEntitlementNumber is the SEN of a paid app, which older install
+	// payloads carried. Deprecated by Atlassian; read licences from the
+	// product's /addons endpoint instead.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	ServiceEntitlementNumber string `json:"serviceEntitlementNumber,omitempty"`
+
+	// cloudId is the site's cloud ID, when known.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9-]+$`
+	// +optional
+	CloudID string `json:"cloudId,omitempty"`
+
+	// installationId is the Forge installation ARI of a Connect-on-Forge
+	// app, e.g. `ari:cloud:ecosystem::installation/<uuid>`.
+	// +kubebuilder:validation:MaxLength=255
+	// +optional
+	InstallationID string `json:"installationId,omitempty"`
+
+	// oauthClientId is the OAuth 2.0 client ID for user impersonation,
+	// sent on install to apps that use it.
+	// +kubebuilder:validation:MaxLength=255
+	// +optional
+	OAuthClientID string `json:"oauthClientId,omitempty"`
+
+	// serverVersion is the product build number. Deprecated by Atlassian.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	ServerVersion string `json:"serverVersion,omitempty"`
+
+	// pluginsVersion is the Connect framework version. Deprecated by
+	// Atlassian.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	PluginsVersion string `json:"pluginsVersion,omitempty"`
+
+	// sharedSecretRef names the Secret, in the same namespace, whose key
+	// `sharedSecret` holds the tenant's shared secret. The secret itself is
+	// never stored in the tenant.
+	// +required
+	SharedSecretRef SecretReference `json:"sharedSecretRef"`
+
+	// state is the last lifecycle state the product reported: `Installed`
+	// or `Uninstalled`. Once uninstalled, a tenant stays so until a new
+	// signed install, whatever enabled or disabled callbacks arrive later.
+	// +kubebuilder:default=Installed
+	// +optional
+	State TenantState `json:"state,omitempty"`
+
+	// enabled is false after the product sent `disabled`, and true again
+	// after `enabled`. A disabled tenant is still verified.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// AppReference names a ConnectApp in the same namespace.
+type AppReference struct {
+	// name is the ConnectApp's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+}
+
+// SecretReference names a Secret in the same namespace.
+type SecretReference struct {
+	// name is the Secret's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+}
+
+// TenantState is the lifecycle state the product reported.
+// +kubebuilder:validation:Enum=Installed;Uninstalled
+type TenantState string
+
+const (
+	// TenantInstalled: the last install or uninstall callback was `installed`.
+	TenantInstalled TenantState = "Installed"
+	// TenantUninstalled: the last install or uninstall callback was
+	// `uninstalled`.
+	TenantUninstalled TenantState = "Uninstalled"
+)
+
+// TenantPhase summarises a tenant's state in one word for `kubectl get`.
+// +kubebuilder:validation:Enum=Pending;Verified;Unverified;Rogue;Disabled;Uninstalled
+type TenantPhase string
+
+const (
+	// PhasePending: installed, not verified yet.
+	PhasePending TenantPhase = "Pending"
+	// PhaseVerified: the product accepted a call signed with the stored
+	// secret.
+	PhaseVerified TenantPhase = "Verified"
+	// PhaseUnverified: verification is failing, within the grace period.
+	PhaseUnverified TenantPhase = "Unverified"
+	// PhaseRogue: verification kept failing past the grace period.
+	PhaseRogue TenantPhase = "Rogue"
+	// PhaseDisabled: the app is disabled on the site (still verified).
+	PhaseDisabled TenantPhase = "Disabled"
+	// PhaseUninstalled: uninstalled, kept until the app's retention ends.
+	PhaseUninstalled TenantPhase = "Uninstalled"
+)
+
+// ConnectTenantStatus is the observed state of a tenant, written by the
+// tenant controller.
+type ConnectTenantStatus struct {
+	// observedGeneration is the metadata.generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// phase summarises the tenant's state: Pending, Verified, Unverified,
+	// Rogue, Disabled or Uninstalled.
+	// +optional
+	Phase TenantPhase `json:"phase,omitempty"`
+
+	// conditions describe the tenant's state: `Verified` says whether the
+	// product confirmed the shared secret, and `Ready` summarises it for
+	// Argo CD and Flux.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// host is the host of spec.baseUrl, for `kubectl get`.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Host string `json:"host,omitempty"`
+
+	// installedAt is when the product last installed the app on this site.
+	// +optional
+	InstalledAt *metav1.Time `json:"installedAt,omitempty"`
+
+	// uninstalledAt is when the product uninstalled the app; retention
+	// counts from here.
+	// +optional
+	UninstalledAt *metav1.Time `json:"uninstalledAt,omitempty"`
+
+	// lastVerifiedAt is when the product last accepted a call signed with
+	// the stored secret.
+	// +optional
+	LastVerifiedAt *metav1.Time `json:"lastVerifiedAt,omitempty"`
+
+	// nextVerificationAt is when the next verification is due.
+	// +optional
+	NextVerificationAt *metav1.Time `json:"nextVerificationAt,omitempty"`
+
+	// failingSince is when verification began to fail definitively (401,
+	// 403 or 404); the rogue grace period counts from here. Cleared by a
+	// successful verification or a new secret.
+	// +optional
+	FailingSince *metav1.Time `json:"failingSince,omitempty"`
+
+	// secretRotations counts how many times a re-install replaced the
+	// shared secret.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	SecretRotations int32 `json:"secretRotations,omitempty"`
+
+	// secretRotatedAt is when the shared secret was last replaced.
+	// +optional
+	SecretRotatedAt *metav1.Time `json:"secretRotatedAt,omitempty"`
+
+	// secretFingerprint identifies the current shared secret without
+	// revealing it: `sha256:` and the first 16 hex digits of the SHA-256
+	// of an HMAC of the secret under a fixed label, so it cannot be used to
+	// test guesses of a secret faster than brute force.
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^sha256:[0-9a-f]{16}$`
+	// +optional
+	SecretFingerprint string `json:"secretFingerprint,omitempty"`
+}
+
+// ConnectTenant is one installation of a Connect app on one Atlassian site,
+// created by Tenantry's receiver when the product sends a verified
+// `installed` callback. Its shared secret lives in the Secret named by
+// spec.sharedSecretRef. Do not create tenants by hand: the product is the
+// source of truth.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ctenant,categories=connect
+// +kubebuilder:selectablefield:JSONPath=`.spec.clientKey`
+// +kubebuilder:selectablefield:JSONPath=`.spec.appRef.name`
+// +kubebuilder:printcolumn:name="App",type=string,JSONPath=`.spec.appRef.name`
+// +kubebuilder:printcolumn:name="Client Key",type=string,JSONPath=`.spec.clientKey`
+// +kubebuilder:printcolumn:name="Host",type=string,JSONPath=`.status.host`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Verified",type=date,JSONPath=`.status.lastVerifiedAt`
+// +kubebuilder:printcolumn:name="Rotations",type=integer,JSONPath=`.status.secretRotations`
+// +kubebuilder:printcolumn:name="Product",type=string,priority=1,JSONPath=`.spec.productType`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Verified")].reason`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ConnectTenant struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the tenant as the product described it.
+	// +required
+	Spec ConnectTenantSpec `json:"spec"`
+
+	// status is the tenant's observed state.
+	// +optional
+	Status ConnectTenantStatus `json:"status,omitempty"`
+}
+
+// ConnectTenantList is a list of ConnectTenants.
+//
+// +kubebuilder:object:root=true
+type ConnectTenantList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ConnectTenant `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ConnectTenant{}, &ConnectTenantList{})
+}

@@ -1,0 +1,47 @@
+package v1
+
+// Names that the receiver, the controllers, the Helm chart and users' own
+// tooling agree on. They are part of the API: changing one is a breaking
+// change.
+const (
+	// LabelApp is set on every ConnectTenant and tenant Secret; its value is
+	// the name of the ConnectApp the tenant belongs to. ConnectApp names are
+	// therefore limited to 63 characters, the limit of a label value.
+	LabelApp = "connect.tenantry.dev/app"
+
+	// LabelManagedBy marks the Secrets Tenantry owns, so the operator can cache
+	// them with a label selector instead of watching every Secret in the
+	// cluster.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+
+	// ManagedByValue is the value of LabelManagedBy on Tenantry's Secrets.
+	ManagedByValue = "tenantry"
+
+	// LabelQuarantined is set to "true" on a rogue tenant whose app's policy
+	// is Quarantine, so that `kubectl get ctenant -l
+	// connect.tenantry.dev/quarantined=true` lists them.
+	LabelQuarantined = "connect.tenantry.dev/quarantined"
+
+	// AnnotationCascadeDelete, set to "true" on a ConnectApp, deletes the
+	// app's tenants and their Secrets when the app is deleted. Without it the
+	// tenants are kept and marked orphaned, because deleting a ConnectApp by
+	// mistake (a GitOps prune, say) must not lose every tenant's secret.
+	AnnotationCascadeDelete = "connect.tenantry.dev/cascade-delete"
+
+	// TenantFinalizer guarantees that a tenant's Secret is deleted with it,
+	// even on clusters where no garbage collector honours owner references.
+	TenantFinalizer = "connect.tenantry.dev/secret-cleanup"
+
+	// SecretTypeSharedSecret is the type of the Secret that holds a tenant's
+	// shared secret.
+	SecretTypeSharedSecret = "connect.tenantry.dev/shared-secret"
+
+	// SecretKeySharedSecret is the Secret data key of the tenant's shared
+	// secret: the HS256 key of every JWT exchanged with the tenant.
+	SecretKeySharedSecret = "sharedSecret"
+
+	// SecretKeyClientKey and SecretKeyBaseURL repeat the tenant's identity in
+	// its Secret, so that an app mounting the Secret needs nothing else.
+	SecretKeyClientKey = "clientKey"
+	SecretKeyBaseURL   = "baseUrl"
+)
