@@ -25,7 +25,7 @@ type ConnectAppSpec struct {
 	// lifecycle URLs in status are built from it.
 	// +kubebuilder:validation:MinLength=9
 	// +kubebuilder:validation:MaxLength=512
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="baseUrl must be an absolute https URL, e.g. https://connect.example.com/my-app"
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname().size() != 0",message="baseUrl must be an absolute https URL, e.g. https://connect.example.com/my-app"
 	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="baseUrl must not have a query or a fragment"
 	// +required
 	BaseURL string `json:"baseUrl"`
@@ -55,7 +55,7 @@ type ConnectAppSpec struct {
 // AppBaseURL is an absolute https URL under which the app is served.
 // +kubebuilder:validation:MinLength=9
 // +kubebuilder:validation:MaxLength=512
-// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="each allowed base URL must be an absolute https URL"
+// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname().size() != 0",message="each allowed base URL must be an absolute https URL"
 type AppBaseURL string
 
 // LifecyclePaths are the paths of the descriptor's `lifecycle` callbacks,

@@ -31,7 +31,7 @@ type ConnectTenantSpec struct {
 	// call to the product starts with it. It changes on a site rename.
 	// +kubebuilder:validation:MinLength=9
 	// +kubebuilder:validation:MaxLength=512
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="baseUrl must be an absolute https URL, e.g. https://acme.atlassian.net"
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname().size() != 0",message="baseUrl must be an absolute https URL, e.g. https://acme.atlassian.net"
 	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="baseUrl must not have a query or a fragment"
 	// +required
 	BaseURL string `json:"baseUrl"`
