@@ -42,6 +42,6 @@ test: ## Run every test against a real kube-apiserver + etcd built by hack/.
 build: ## Build bin/tenantry.
 	go build -o bin/tenantry .
 
-.PHONY: quickstart
-quickstart: ## Start a local control plane, install the CRDs and apply the samples.
-	hack/quickstart.sh
+.PHONY: demo
+demo: ## Start a local control plane, install the CRDs, apply the samples and show them.
+	hack/demo.sh

@@ -27,7 +27,9 @@ func TestKubectlGetShowsPrinterColumns(t *testing.T) {
 	app.Namespace = ns.Name
 	tenant := newTenant("acme")
 	tenant.Namespace = ns.Name
-	for _, obj := range []client.Object{app, tenant} {
+	other := newTenant("globex")
+	other.Namespace = ns.Name
+	for _, obj := range []client.Object{app, tenant, other} {
 		if err := env.Client.Create(ctx, obj); err != nil {
 			t.Fatal(err)
 		}
@@ -41,19 +43,23 @@ func TestKubectlGetShowsPrinterColumns(t *testing.T) {
 		args    []string
 		headers []string
 		row     []string // cells expected in the object's row, in order
+		absent  string   // text that must not appear in the rows
 	}{
 		{[]string{"get", "ctenant"},
 			[]string{"NAME", "APP", "CLIENT KEY", "HOST", "PHASE", "VERIFIED", "ROTATIONS", "AGE"},
-			[]string{"acme", "jira-app", "client-acme", "acme.atlassian.net", "Verified", "3"}},
+			[]string{"acme", "jira-app", "client-acme", "acme.atlassian.net", "Verified", "3"}, ""},
 		{[]string{"get", "capp"},
 			[]string{"NAME", "KEY", "BASE URL", "READY", "TENANTS", "VERIFIED", "ROGUE", "AGE"},
-			[]string{"jira-app", "com.example.jira-app", "https://connect.example.com/jira-app"}},
+			[]string{"jira-app", "com.example.jira-app", "https://connect.example.com/jira-app"}, ""},
 		{[]string{"get", "ctenant", "-o", "wide"},
 			[]string{"PRODUCT", "REASON"},
-			[]string{"acme", "jira"}},
+			[]string{"acme", "jira"}, ""},
+		{[]string{"get", "ctenant", "--field-selector", "spec.clientKey=client-acme"}, // selectable field
+			[]string{"NAME", "CLIENT KEY"},
+			[]string{"acme", "client-acme"}, "globex"},
 		{[]string{"get", "connect"}, // the category lists both kinds
 			[]string{"NAME"},
-			[]string{"connectapp.connect.tenantry.dev/jira-app"}},
+			[]string{"connectapp.connect.tenantry.dev/jira-app"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -69,6 +75,9 @@ func TestKubectlGetShowsPrinterColumns(t *testing.T) {
 				if !regexp.MustCompile(`(^|\s)` + h + `(\s|$)`).MatchString(lines[0]) {
 					t.Errorf("header %q misses column %q", lines[0], h)
 				}
+			}
+			if tt.absent != "" && strings.Contains(out, tt.absent) {
+				t.Errorf("output lists %q, which it should have filtered out:\n%s", tt.absent, out)
 			}
 			if !containsInOrder(strings.Join(lines[1:], "\n"), tt.row) {
 				t.Errorf("rows\n%s\ndo not contain, in order, %q", strings.Join(lines[1:], "\n"), tt.row)
