@@ -28,6 +28,13 @@ const (
 	// mistake (a GitOps prune, say) must not lose every tenant's secret.
 	AnnotationCascadeDelete = "connect.tenantry.dev/cascade-delete"
 
+	// AnnotationSecretFingerprint, on a ConnectTenant, is the fingerprint of
+	// the shared secret the receiver last stored (see status.secretFingerprint
+	// for the format). The receiver writes it after the Secret, so a change
+	// tells the tenant controller that the secret rotated without it reading
+	// Secrets to find out.
+	AnnotationSecretFingerprint = "connect.tenantry.dev/secret-fingerprint"
+
 	// TenantFinalizer guarantees that a tenant's Secret is deleted with it,
 	// even on clusters where no garbage collector honours owner references.
 	TenantFinalizer = "connect.tenantry.dev/secret-cleanup"

@@ -1,0 +1,338 @@
+// Package tenantstore is the one place that names, writes and finds
+// ConnectTenants and their Secrets. The receiver writes through it and the
+// controllers read through it, so the naming rule, the labels and the order
+// of writes live here only.
+//
+// Field ownership: the store writes a tenant's spec, labels, annotations and
+// finalizer; the tenant controller owns its status. The store never writes
+// status, so the two never fight over a field.
+package tenantstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
+)
+
+// ErrNotFound: no tenant with this clientKey is stored for the app.
+var ErrNotFound = errors.New("tenant not found")
+
+// ErrSecretMissing: the tenant exists but its Secret, or the secret in it,
+// does not (quarantined, deleted by hand, or not written yet).
+var ErrSecretMissing = errors.New("tenant's shared secret is missing")
+
+// ErrNameCollision: two clientKeys of one app hash to the same tenant name.
+// At 64 bits this should never happen; if it does, refusing is safer than
+// overwriting another tenant.
+var ErrNameCollision = errors.New("tenant name collision")
+
+// Store writes and reads tenants with Client. Reads go to the API server
+// directly (Client should not be a cache-backed client for the receiver), so
+// a retried callback always sees what its first attempt wrote.
+type Store struct {
+	Client client.Client
+	Scheme *runtime.Scheme
+}
+
+// Installation is what an `installed` callback says about a tenant.
+type Installation struct {
+	ClientKey                       string
+	SharedSecret                    []byte
+	BaseURL                         string
+	DisplayURL                      string
+	DisplayURLServicedeskHelpCenter string
+	ProductType                     string
+	Description                     string
+	ServiceEntitlementNumber        string
+	CloudID                         string
+	InstallationID                  string
+	OAuthClientID                   string
+	ServerVersion                   string
+	PluginsVersion                  string
+}
+
+// InstallResult says what an install changed, for events, logs and metrics.
+type InstallResult struct {
+	Tenant *connectv1.ConnectTenant
+	// Created: the tenant did not exist.
+	Created bool
+	// Revived: the tenant was Uninstalled and is Installed again.
+	Revived bool
+	// SecretChanged: an existing tenant's shared secret was replaced.
+	SecretChanged bool
+	// PreviousBaseURL is the old baseUrl when the install changed it (a site
+	// rename); empty otherwise.
+	PreviousBaseURL string
+	// Unchanged: nothing was written, e.g. a retried callback.
+	Unchanged bool
+}
+
+// Install creates or updates the tenant and its Secret so that they hold
+// what in says, idempotently: a retried identical callback writes nothing.
+// A new tenant is created before its Secret (the Secret is owned by it);
+// for an existing tenant the Secret is written first and the tenant's
+// fingerprint annotation second, so the annotation never names a secret
+// that is not stored yet. Conflicts are retried; any other API error is
+// returned and the caller must not acknowledge the callback.
+func (s *Store) Install(ctx context.Context, app *connectv1.ConnectApp, in Installation) (InstallResult, error) {
+	name := TenantName(app.Name, in.ClientKey)
+	key := types.NamespacedName{Namespace: app.Namespace, Name: name}
+	fingerprint := Fingerprint(in.SharedSecret)
+
+	existing := &connectv1.ConnectTenant{}
+	err := s.Client.Get(ctx, key, existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		return s.create(ctx, app, key, in, fingerprint)
+	case err != nil:
+		return InstallResult{}, fmt.Errorf("get tenant %s: %w", key, err)
+	case existing.Spec.ClientKey != in.ClientKey:
+		return InstallResult{}, fmt.Errorf("%w: %s already holds another clientKey", ErrNameCollision, key)
+	}
+
+	res := InstallResult{}
+	secretChanged, err := s.ensureSecret(ctx, existing, in)
+	if err != nil {
+		return InstallResult{}, err
+	}
+	res.SecretChanged = secretChanged
+
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		tenant := &connectv1.ConnectTenant{}
+		if err := s.Client.Get(ctx, key, tenant); err != nil {
+			return err
+		}
+		desired := tenant.DeepCopy()
+		res.Revived = tenant.Spec.State == connectv1.TenantUninstalled
+		if tenant.Spec.BaseURL != in.BaseURL {
+			res.PreviousBaseURL = tenant.Spec.BaseURL
+		}
+		applyInstallation(desired, app, in, fingerprint)
+		res.Tenant = desired
+		if equality.Semantic.DeepEqual(tenant.Spec, desired.Spec) &&
+			equality.Semantic.DeepEqual(tenant.ObjectMeta, desired.ObjectMeta) {
+			res.Unchanged = !secretChanged
+			return nil
+		}
+		return s.Client.Update(ctx, desired)
+	})
+	if err != nil {
+		return InstallResult{}, fmt.Errorf("update tenant %s: %w", key, err)
+	}
+	return res, nil
+}
+
+func (s *Store) create(ctx context.Context, app *connectv1.ConnectApp, key types.NamespacedName, in Installation, fingerprint string) (InstallResult, error) {
+	tenant := &connectv1.ConnectTenant{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	applyInstallation(tenant, app, in, fingerprint)
+	if err := s.Client.Create(ctx, tenant); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			// A concurrent delivery of the same callback won the race;
+			// going through the update path makes this one idempotent.
+			return s.Install(ctx, app, in)
+		}
+		return InstallResult{}, fmt.Errorf("create tenant %s: %w", key, err)
+	}
+	if _, err := s.ensureSecret(ctx, tenant, in); err != nil {
+		return InstallResult{}, err
+	}
+	return InstallResult{Tenant: tenant, Created: true}, nil
+}
+
+// applyInstallation sets everything the store owns on tenant.
+func applyInstallation(tenant *connectv1.ConnectTenant, app *connectv1.ConnectApp, in Installation, fingerprint string) {
+	if tenant.Labels == nil {
+		tenant.Labels = map[string]string{}
+	}
+	tenant.Labels[connectv1.LabelApp] = app.Name
+	if tenant.Annotations == nil {
+		tenant.Annotations = map[string]string{}
+	}
+	tenant.Annotations[connectv1.AnnotationSecretFingerprint] = fingerprint
+	controllerutil.AddFinalizer(tenant, connectv1.TenantFinalizer)
+
+	enabled := tenant.Spec.Enabled
+	if enabled == nil {
+		enabled = ptrTo(true)
+	}
+	tenant.Spec = connectv1.ConnectTenantSpec{
+		AppRef:                          connectv1.AppReference{Name: app.Name},
+		ClientKey:                       in.ClientKey,
+		BaseURL:                         in.BaseURL,
+		DisplayURL:                      in.DisplayURL,
+		DisplayURLServicedeskHelpCenter: in.DisplayURLServicedeskHelpCenter,
+		ProductType:                     in.ProductType,
+		Description:                     in.Description,
+		ServiceEntitlementNumber:        in.ServiceEntitlementNumber,
+		CloudID:                         firstNonEmpty(in.CloudID, tenant.Spec.CloudID),
+		InstallationID:                  in.InstallationID,
+		OAuthClientID:                   in.OAuthClientID,
+		ServerVersion:                   in.ServerVersion,
+		PluginsVersion:                  in.PluginsVersion,
+		SharedSecretRef:                 connectv1.SecretReference{Name: tenant.Name},
+		State:                           connectv1.TenantInstalled,
+		// enabled/disabled callbacks own this field; an install keeps it,
+		// and the `enabled` callback that follows an install sets it.
+		Enabled: enabled,
+	}
+}
+
+// ensureSecret makes the tenant's Secret hold in's secret and identity,
+// owned by tenant. It reports whether the shared secret itself changed.
+func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenant, in Installation) (bool, error) {
+	key := types.NamespacedName{Namespace: tenant.Namespace, Name: tenant.Name}
+	secretChanged := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		secret := &corev1.Secret{}
+		err := s.Client.Get(ctx, key, secret)
+		if apierrors.IsNotFound(err) {
+			secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+			if err := s.applySecret(secret, tenant, in); err != nil {
+				return err
+			}
+			err := s.Client.Create(ctx, secret)
+			if apierrors.IsAlreadyExists(err) {
+				// Lost a race with a concurrent delivery: retry as an update.
+				return apierrors.NewConflict(corev1.Resource("secrets"), key.Name, err)
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		desired := secret.DeepCopy()
+		if err := s.applySecret(desired, tenant, in); err != nil {
+			return err
+		}
+		secretChanged = !bytes.Equal(secret.Data[connectv1.SecretKeySharedSecret], in.SharedSecret)
+		if equality.Semantic.DeepEqual(secret, desired) {
+			return nil
+		}
+		return s.Client.Update(ctx, desired)
+	})
+	if err != nil {
+		return false, fmt.Errorf("store secret %s: %w", key, err)
+	}
+	return secretChanged, nil
+}
+
+func (s *Store) applySecret(secret *corev1.Secret, tenant *connectv1.ConnectTenant, in Installation) error {
+	if secret.Labels == nil {
+		secret.Labels = map[string]string{}
+	}
+	secret.Labels[connectv1.LabelApp] = tenant.Spec.AppRef.Name
+	secret.Labels[connectv1.LabelManagedBy] = connectv1.ManagedByValue
+	secret.Type = connectv1.SecretTypeSharedSecret
+	secret.Data = map[string][]byte{
+		connectv1.SecretKeySharedSecret: in.SharedSecret,
+		connectv1.SecretKeyClientKey:    []byte(in.ClientKey),
+		connectv1.SecretKeyBaseURL:      []byte(in.BaseURL),
+	}
+	// A Secret left over from an earlier tenant of the same name (deleted
+	// and installed again) passes to the new one.
+	secret.OwnerReferences = nil
+	return controllerutil.SetControllerReference(tenant, secret, s.Scheme)
+}
+
+// Uninstall marks the app's tenant with clientKey Uninstalled. It reports
+// ErrNotFound when there is no such tenant, and writes nothing when the
+// tenant is already uninstalled.
+func (s *Store) Uninstall(ctx context.Context, app *connectv1.ConnectApp, clientKey string) (*connectv1.ConnectTenant, bool, error) {
+	return s.updateSpec(ctx, app, clientKey, func(spec *connectv1.ConnectTenantSpec) {
+		spec.State = connectv1.TenantUninstalled
+	})
+}
+
+// SetEnabled records an `enabled` or `disabled` callback. An Uninstalled
+// tenant is left as it is: `disabled` and `uninstalled` can arrive a few
+// milliseconds apart in either order, and a late one must not revive it.
+func (s *Store) SetEnabled(ctx context.Context, app *connectv1.ConnectApp, clientKey string, enabled bool) (*connectv1.ConnectTenant, bool, error) {
+	return s.updateSpec(ctx, app, clientKey, func(spec *connectv1.ConnectTenantSpec) {
+		if spec.State != connectv1.TenantUninstalled {
+			spec.Enabled = ptrTo(enabled)
+		}
+	})
+}
+
+// updateSpec applies mutate to the tenant's spec and writes it if it
+// changed, retrying conflicts. It returns the tenant and whether it wrote.
+func (s *Store) updateSpec(ctx context.Context, app *connectv1.ConnectApp, clientKey string, mutate func(*connectv1.ConnectTenantSpec)) (*connectv1.ConnectTenant, bool, error) {
+	var (
+		result  *connectv1.ConnectTenant
+		changed bool
+	)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		tenant, err := s.Get(ctx, app, clientKey)
+		if err != nil {
+			return err
+		}
+		desired := tenant.DeepCopy()
+		mutate(&desired.Spec)
+		result, changed = desired, !equality.Semantic.DeepEqual(tenant.Spec, desired.Spec)
+		if !changed {
+			return nil
+		}
+		return s.Client.Update(ctx, desired)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return result, changed, nil
+}
+
+// Get returns the app's tenant with clientKey, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, app *connectv1.ConnectApp, clientKey string) (*connectv1.ConnectTenant, error) {
+	key := types.NamespacedName{Namespace: app.Namespace, Name: TenantName(app.Name, clientKey)}
+	tenant := &connectv1.ConnectTenant{}
+	if err := s.Client.Get(ctx, key, tenant); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+		}
+		return nil, fmt.Errorf("get tenant %s: %w", key, err)
+	}
+	if tenant.Spec.ClientKey != clientKey {
+		return nil, fmt.Errorf("%w: %s holds another clientKey", ErrNameCollision, key)
+	}
+	return tenant, nil
+}
+
+// SharedSecret reads the tenant's shared secret from its Secret.
+func (s *Store) SharedSecret(ctx context.Context, tenant *connectv1.ConnectTenant) ([]byte, error) {
+	key := types.NamespacedName{Namespace: tenant.Namespace, Name: tenant.Spec.SharedSecretRef.Name}
+	secret := &corev1.Secret{}
+	if err := s.Client.Get(ctx, key, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: Secret %s does not exist", ErrSecretMissing, key)
+		}
+		return nil, fmt.Errorf("get secret %s: %w", key, err)
+	}
+	value := secret.Data[connectv1.SecretKeySharedSecret]
+	if len(value) == 0 {
+		return nil, fmt.Errorf("%w: Secret %s has no %q key", ErrSecretMissing, key, connectv1.SecretKeySharedSecret)
+	}
+	return value, nil
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+func firstNonEmpty(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
