@@ -1,0 +1,251 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tenantry/tenantry/internal/tenantstore"
+)
+
+// payload is a lifecycle callback's body (protocol.md §3). Unknown fields
+// are accepted and ignored: Atlassian adds fields over time, and refusing
+// them would break every install the day it does.
+type payload struct {
+	Key                             string `json:"key"`
+	ClientKey                       string `json:"clientKey"`
+	SharedSecret                    string `json:"sharedSecret"`
+	BaseURL                         string `json:"baseUrl"`
+	DisplayURL                      string `json:"displayUrl"`
+	DisplayURLServicedeskHelpCenter string `json:"displayUrlServicedeskHelpCenter"`
+	ProductType                     string `json:"productType"`
+	Description                     string `json:"description"`
+	ServiceEntitlementNumber        string `json:"serviceEntitlementNumber"`
+	EventType                       string `json:"eventType"`
+	ServerVersion                   string `json:"serverVersion"`
+	PluginsVersion                  string `json:"pluginsVersion"`
+	OAuthClientID                   string `json:"oauthClientId"`
+	InstallationID                  string `json:"installationId"`
+	CloudID                         string `json:"cloudId"`
+	AccountID                       string `json:"accountId"`
+	PublicKey                       string `json:"publicKey"` // deprecated; bounded, then ignored
+}
+
+// fieldLimits bounds every known string field, in bytes. Each limit equals
+// the maxLength of the ConnectTenant field the value is stored in (a test
+// compares them with the CRD), so nothing that passes here is refused by
+// the API server later; the rest bound what is only logged or ignored.
+var fieldLimits = []struct {
+	name     string
+	get      func(*payload) string
+	min, max int
+}{
+	{"key", func(p *payload) string { return p.Key }, 1, 64},
+	{"clientKey", func(p *payload) string { return p.ClientKey }, 1, 255},
+	// protocol.md §3: "can be up to 128 characters"; twice that leaves room.
+	{"sharedSecret", func(p *payload) string { return p.SharedSecret }, 0, 256},
+	{"baseUrl", func(p *payload) string { return p.BaseURL }, 1, 512},
+	{"displayUrl", func(p *payload) string { return p.DisplayURL }, 0, 512},
+	{"displayUrlServicedeskHelpCenter", func(p *payload) string { return p.DisplayURLServicedeskHelpCenter }, 0, 512},
+	{"productType", func(p *payload) string { return p.ProductType }, 0, 32},
+	{"description", func(p *payload) string { return p.Description }, 0, 1024},
+	{"serviceEntitlementNumber", func(p *payload) string { return p.ServiceEntitlementNumber }, 0, 64},
+	{"eventType", func(p *payload) string { return p.EventType }, 1, 32},
+	{"serverVersion", func(p *payload) string { return p.ServerVersion }, 0, 64},
+	{"pluginsVersion", func(p *payload) string { return p.PluginsVersion }, 0, 64},
+	{"oauthClientId", func(p *payload) string { return p.OAuthClientID }, 0, 255},
+	{"installationId", func(p *payload) string { return p.InstallationID }, 0, 255},
+	{"cloudId", func(p *payload) string { return p.CloudID }, 0, 64},
+	{"accountId", func(p *payload) string { return p.AccountID }, 0, 128},
+	{"publicKey", func(p *payload) string { return p.PublicKey }, 0, 4096},
+}
+
+// knownFieldsFolded maps each known field's lower-case name to its name.
+var knownFieldsFolded = func() map[string]string {
+	m := map[string]string{}
+	for _, f := range fieldLimits {
+		m[strings.ToLower(f.name)] = f.name
+	}
+	return m
+}()
+
+// errInvalidField marks a well-formed body whose fields break the rules
+// (type, length), as opposed to a body that is not valid JSON.
+var errInvalidField = errors.New("the payload is invalid")
+
+// maxJSONDepth bounds nesting in the unknown fields we skip over; a
+// lifecycle payload is flat.
+const maxJSONDepth = 16
+
+// decodePayload parses body strictly: one JSON object, no trailing data,
+// no duplicate keys at any depth (two parsers could read different values
+// from `{"clientKey":"a","clientKey":"b"}`), known fields of the right
+// type, valid UTF-8, every known string within its limits.
+func decodePayload(body []byte) (*payload, error) {
+	if !utf8.Valid(body) {
+		return nil, errors.New("the body is not valid UTF-8")
+	}
+	if err := checkStructure(body); err != nil {
+		return nil, err
+	}
+	p := &payload{}
+	if err := json.Unmarshal(body, p); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return nil, fmt.Errorf("%w: field %q must be a %s, not a JSON %s", errInvalidField, typeErr.Field, typeErr.Type, typeErr.Value)
+		}
+		return nil, fmt.Errorf("the body is not valid JSON: %v", err)
+	}
+	for _, f := range fieldLimits {
+		if n := len(f.get(p)); n < f.min || n > f.max {
+			if n == 0 {
+				return nil, fmt.Errorf("%w: field %q is required", errInvalidField, f.name)
+			}
+			return nil, fmt.Errorf("%w: field %q is %d bytes long; at most %d are allowed", errInvalidField, f.name, n, f.max)
+		}
+	}
+	return p, nil
+}
+
+// checkStructure walks the JSON tokens once to refuse what encoding/json
+// would silently accept: duplicate keys, a non-object top level, trailing
+// data and deep nesting.
+func checkStructure(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("the body is not valid JSON: %v", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("the body must be a JSON object")
+	}
+	if err := walkObject(dec, 1); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("the body has data after the JSON object")
+	}
+	return nil
+}
+
+// walkObject consumes an object whose '{' was read, checking its keys.
+func walkObject(dec *json.Decoder, depth int) error {
+	seen := map[string]struct{}{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return syntaxError(err)
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return errors.New("the body is not valid JSON: an object key is not a string")
+		}
+		if _, dup := seen[key]; dup {
+			return fmt.Errorf("the key %q appears twice in one JSON object", truncate(key, 64))
+		}
+		if depth == 1 {
+			// encoding/json matches field names case-insensitively, so
+			// "ClientKey" would override "clientKey" behind our back.
+			if known, ok := knownFieldsFolded[strings.ToLower(key)]; ok && known != key {
+				return fmt.Errorf("field %q must be spelled %q: field names are case-sensitive", truncate(key, 64), known)
+			}
+		}
+		seen[key] = struct{}{}
+		if err := walkValue(dec, depth); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // '}'
+		return syntaxError(err)
+	}
+	return nil
+}
+
+func walkValue(dec *json.Decoder, depth int) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return syntaxError(err)
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	if depth >= maxJSONDepth {
+		return fmt.Errorf("JSON nested deeper than %d levels", maxJSONDepth)
+	}
+	switch d {
+	case '{':
+		return walkObject(dec, depth+1)
+	case '[':
+		for dec.More() {
+			if err := walkValue(dec, depth+1); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil { // ']'
+			return syntaxError(err)
+		}
+		return nil
+	}
+	return fmt.Errorf("unexpected %v", d)
+}
+
+func syntaxError(err error) error {
+	return fmt.Errorf("the body is not valid JSON: %v", err)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+var (
+	productTypePattern = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	cloudIDPattern     = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
+)
+
+// installation is what the payload says about the tenant, ready to store.
+// Informational fields that the ConnectTenant schema would refuse (an http
+// displayUrl, an odd productType) are dropped rather than failing a genuine
+// install over a field nothing depends on.
+func (p *payload) installation() tenantstore.Installation {
+	return tenantstore.Installation{
+		ClientKey:                       p.ClientKey,
+		SharedSecret:                    []byte(p.SharedSecret),
+		BaseURL:                         p.BaseURL,
+		DisplayURL:                      httpsURLOrEmpty(p.DisplayURL),
+		DisplayURLServicedeskHelpCenter: httpsURLOrEmpty(p.DisplayURLServicedeskHelpCenter),
+		ProductType:                     matchOrEmpty(productTypePattern, p.ProductType),
+		Description:                     p.Description,
+		ServiceEntitlementNumber:        p.ServiceEntitlementNumber,
+		CloudID:                         matchOrEmpty(cloudIDPattern, p.CloudID),
+		InstallationID:                  p.InstallationID,
+		OAuthClientID:                   p.OAuthClientID,
+		ServerVersion:                   p.ServerVersion,
+		PluginsVersion:                  p.PluginsVersion,
+	}
+}
+
+func httpsURLOrEmpty(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return ""
+	}
+	return raw
+}
+
+func matchOrEmpty(re *regexp.Regexp, s string) string {
+	if re.MatchString(s) {
+		return s
+	}
+	return ""
+}

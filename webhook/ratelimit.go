@@ -1,0 +1,98 @@
+package webhook
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// maxTrackedSources bounds the per-source limiter table, so a flood from
+// many addresses cannot grow memory without limit. When the table is full
+// and no idle entry can be dropped, a new source is refused until one can.
+const maxTrackedSources = 50_000
+
+// RateLimits configures the receiver's two token buckets. Atlassian's
+// callbacks come from a handful of egress addresses, many tenants at once,
+// so the per-source limit must be generous; its job is to stop one abusive
+// client from starving the others, and the overall limit protects the API
+// server.
+type RateLimits struct {
+	// PerSource is the sustained callbacks per second allowed from one
+	// source (an IPv4 address or an IPv6 /64); 0 disables the limit.
+	PerSource float64
+	// PerSourceBurst is the burst allowed from one source.
+	PerSourceBurst int
+	// Total is the sustained callbacks per second allowed overall; 0
+	// disables the limit.
+	Total float64
+	// TotalBurst is the overall burst.
+	TotalBurst int
+}
+
+type rateLimiter struct {
+	limits RateLimits
+	total  *rate.Limiter
+
+	mu      sync.Mutex
+	sources map[netip.Prefix]*rate.Limiter
+}
+
+func newRateLimiter(l RateLimits) *rateLimiter {
+	r := &rateLimiter{limits: l, sources: map[netip.Prefix]*rate.Limiter{}}
+	if l.Total > 0 {
+		r.total = rate.NewLimiter(rate.Limit(l.Total), max(l.TotalBurst, 1))
+	}
+	return r
+}
+
+// allow reports whether a callback from addr may proceed now.
+func (r *rateLimiter) allow(addr netip.Addr, now time.Time) bool {
+	if r.limits.PerSource > 0 && !r.sourceLimiter(addr, now).AllowN(now, 1) {
+		return false
+	}
+	return r.total == nil || r.total.AllowN(now, 1)
+}
+
+func (r *rateLimiter) sourceLimiter(addr netip.Addr, now time.Time) *rate.Limiter {
+	key := sourceKey(addr)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if lim, ok := r.sources[key]; ok {
+		return lim
+	}
+	if len(r.sources) >= maxTrackedSources {
+		r.dropIdle(now)
+	}
+	burst := max(r.limits.PerSourceBurst, 1)
+	lim := rate.NewLimiter(rate.Limit(r.limits.PerSource), burst)
+	if len(r.sources) >= maxTrackedSources {
+		// Still full of active sources: refuse this one without tracking it.
+		return rate.NewLimiter(0, 0)
+	}
+	r.sources[key] = lim
+	return lim
+}
+
+// dropIdle forgets sources whose bucket has refilled: they are
+// indistinguishable from a source never seen.
+func (r *rateLimiter) dropIdle(now time.Time) {
+	burst := float64(max(r.limits.PerSourceBurst, 1))
+	for k, lim := range r.sources {
+		if lim.TokensAt(now) >= burst {
+			delete(r.sources, k)
+		}
+	}
+}
+
+// sourceKey groups IPv6 addresses by /64, the smallest block a client is
+// usually given, so one client cannot dodge the limit by cycling addresses.
+func sourceKey(addr netip.Addr) netip.Prefix {
+	addr = addr.Unmap()
+	if addr.Is4() {
+		return netip.PrefixFrom(addr, 32)
+	}
+	p, _ := addr.Prefix(64)
+	return p
+}

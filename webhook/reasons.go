@@ -1,0 +1,87 @@
+package webhook
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// Reason is a machine-readable cause of a receiver answer. It is the
+// `reason` of the JSON error body, the `reason` label of the request metric
+// and the `reason` key of the log line, so one value describes one outcome
+// everywhere.
+type Reason string
+
+// Reasons, grouped by the status they answer with.
+const (
+	ReasonStored                 Reason = "Stored"        // 204: written
+	ReasonUnchanged              Reason = "Unchanged"     // 204: nothing to write (a retry)
+	ReasonUnknownTenantUninstall Reason = "UnknownTenant" // 204: signed uninstall of a tenant never stored
+
+	ReasonNotFound         Reason = "NotFound"                  // 404: no app serves this path
+	ReasonMethodNotAllowed Reason = "MethodNotAllowed"          // 405
+	ReasonBodyTooLarge     Reason = "BodyTooLarge"              // 413
+	ReasonContentType      Reason = "UnsupportedContentType"    // 415
+	ReasonRateLimited      Reason = "RateLimited"               // 429
+	ReasonSourceAddress    Reason = "SourceAddressNotAllowed"   // 403
+	ReasonSourceUnknown    Reason = "SourceAddressUnresolvable" // 403
+
+	ReasonMissingToken     Reason = "MissingToken"            // 401
+	ReasonAmbiguousToken   Reason = "AmbiguousToken"          // 401: header and query both carry one
+	ReasonMalformedToken   Reason = "MalformedToken"          // 401
+	ReasonAlgorithm        Reason = "UnexpectedAlgorithm"     // 401
+	ReasonInvalidKid       Reason = "InvalidKid"              // 401
+	ReasonUnknownKid       Reason = "UnknownKid"              // 401
+	ReasonSignature        Reason = "BadSignature"            // 401
+	ReasonExpired          Reason = "TokenExpired"            // 401
+	ReasonNotYetValid      Reason = "TokenNotYetValid"        // 401
+	ReasonMissingExpiry    Reason = "MissingExpiry"           // 401
+	ReasonIssuer           Reason = "IssuerMismatch"          // 401
+	ReasonAudience         Reason = "AudienceMismatch"        // 401
+	ReasonQSH              Reason = "QSHMismatch"             // 401
+	ReasonContextQSH       Reason = "ContextQSHRefused"       // 401
+	ReasonUnknownTenant    Reason = "UnknownTenant"           // 401: enabled/disabled for no stored tenant
+	ReasonSecretMissing    Reason = "SecretMissing"           // 401: the stored secret is gone (quarantined)
+	ReasonSymmetricInstall Reason = "SymmetricInstallRefused" // 401
+
+	ReasonBadJSON           Reason = "BadJSON"             // 400
+	ReasonUnknownApp        Reason = "UnknownApp"          // 404
+	ReasonAppConflict       Reason = "AppConflict"         // 409: two ConnectApps claim the key
+	ReasonWrongEvent        Reason = "EventTypeMismatch"   // 400
+	ReasonInvalidPayload    Reason = "InvalidPayload"      // 400
+	ReasonBaseURLNotAllowed Reason = "BaseURLNotAllowed"   // 400
+	ReasonMissingSecret     Reason = "MissingSharedSecret" // 400
+	ReasonRejectedByAPI     Reason = "RejectedByAPIServer" // 400
+
+	ReasonKeyServerUnavailable Reason = "KeyServerUnavailable" // 503
+	ReasonRangesNotLoaded      Reason = "IPRangesNotLoaded"    // 503
+	ReasonStorageUnavailable   Reason = "StorageUnavailable"   // 503
+)
+
+// rejection is an answer other than success: a status, a reason and a
+// sentence for the human reading the product's install log. It never holds
+// a token, a secret or a payload.
+type rejection struct {
+	status  int
+	reason  Reason
+	message string
+}
+
+func (r *rejection) Error() string { return fmt.Sprintf("%d %s: %s", r.status, r.reason, r.message) }
+
+func reject(status int, reason Reason, format string, args ...any) *rejection {
+	return &rejection{status: status, reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+func unauthorized(reason Reason, format string, args ...any) *rejection {
+	return reject(http.StatusUnauthorized, reason, format, args...)
+}
+
+func badRequest(reason Reason, format string, args ...any) *rejection {
+	return reject(http.StatusBadRequest, reason, format, args...)
+}
+
+// retryable answers 503: the fault is on our side or a dependency's, and
+// Atlassian retries the callback.
+func retryable(reason Reason, format string, args ...any) *rejection {
+	return reject(http.StatusServiceUnavailable, reason, format, args...)
+}

@@ -1,0 +1,100 @@
+package webhook
+
+import (
+	"errors"
+	"net/http"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/connectjwt"
+	"github.com/tenantry/tenantry/internal/installkeys"
+	"github.com/tenantry/tenantry/internal/tenantstore"
+)
+
+// verify checks the callback's JWT: RS256 with Atlassian's install key for
+// installed and uninstalled, HS256 with the tenant's stored secret for
+// enabled and disabled (protocol.md §1.2). The algorithm comes from the
+// event, never from the token's header.
+func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Header, app *connectv1.ConnectApp, event string, p *payload) error {
+	want := connectjwt.Expectations{
+		Issuer: p.ClientKey,
+		// qsh covers POST and the lifecycle path relative to the app's
+		// baseUrl, whichever form of the path the ingress forwarded.
+		QSH:    connectjwt.QueryStringHash(http.MethodPost, lifecyclePaths(app)[event], "", req.URL.Query()),
+		Leeway: r.Options.ClockSkew,
+		Now:    r.Options.Now,
+	}
+
+	if !asymmetric(event) || (event == eventInstalled && header.Alg == "HS256" && symmetricAllowed(app)) {
+		return r.verifySymmetric(req, token, app, event, p, want)
+	}
+	if header.Alg != "RS256" {
+		return unauthorized(ReasonAlgorithm, "%s callbacks must be signed RS256, not %q", event, truncate(header.Alg, 16))
+	}
+	key, err := r.Keys.Key(req.Context(), header.Kid, p.BaseURL)
+	switch {
+	case errors.Is(err, installkeys.ErrInvalidKid):
+		return unauthorized(ReasonInvalidKid, "%v", err)
+	case errors.Is(err, installkeys.ErrUnknownKid):
+		return unauthorized(ReasonUnknownKid, "%v", err)
+	case err != nil:
+		return retryable(ReasonKeyServerUnavailable, "cannot fetch the install key: %v", err)
+	}
+	want.Audiences = audiences(app)
+	_, err = connectjwt.VerifyRS256(token, key, want)
+	return tokenRejection(err)
+}
+
+// verifySymmetric checks an HS256 token against the secret stored for the
+// tenant: never the one in the payload, which anyone can choose (the classic
+// forgery of a first install).
+func (r *Receiver) verifySymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event string, p *payload, want connectjwt.Expectations) error {
+	tenant, err := r.Store.Get(req.Context(), app, p.ClientKey)
+	switch {
+	case errors.Is(err, tenantstore.ErrNotFound) && event == eventInstalled:
+		return unauthorized(ReasonSymmetricInstall, "a symmetrically signed install is accepted only for a tenant already stored")
+	case errors.Is(err, tenantstore.ErrNotFound):
+		return unauthorized(ReasonUnknownTenant, "no tenant with this clientKey is stored for app %q; %s callbacks are signed with the secret of an earlier install", app.Spec.Key, event)
+	case err != nil:
+		return retryable(ReasonStorageUnavailable, "cannot read the tenant (%s); retry later", apiErrorMessage(err))
+	}
+	secret, err := r.Store.SharedSecret(req.Context(), tenant)
+	switch {
+	case errors.Is(err, tenantstore.ErrSecretMissing):
+		return unauthorized(ReasonSecretMissing, "the tenant's stored shared secret is gone (quarantined or deleted); only a new signed install restores it")
+	case err != nil:
+		return retryable(ReasonStorageUnavailable, "cannot read the tenant's secret (%s); retry later", apiErrorMessage(err))
+	}
+	_, err = connectjwt.VerifyHS256(token, secret, want)
+	return tokenRejection(err)
+}
+
+func symmetricAllowed(app *connectv1.ConnectApp) bool {
+	return app.Spec.TenantPolicy.SymmetricReinstall == connectv1.SymmetricReinstallAllow
+}
+
+// tokenRejection maps a verification error to its answer.
+func tokenRejection(err error) error {
+	if err == nil {
+		return nil
+	}
+	reasons := []struct {
+		target error
+		reason Reason
+	}{
+		{connectjwt.ErrAlgorithm, ReasonAlgorithm},
+		{connectjwt.ErrSignature, ReasonSignature},
+		{connectjwt.ErrExpired, ReasonExpired},
+		{connectjwt.ErrNotYetValid, ReasonNotYetValid},
+		{connectjwt.ErrMissingExpiry, ReasonMissingExpiry},
+		{connectjwt.ErrIssuer, ReasonIssuer},
+		{connectjwt.ErrAudience, ReasonAudience},
+		{connectjwt.ErrContextQSH, ReasonContextQSH},
+		{connectjwt.ErrQSH, ReasonQSH},
+	}
+	for _, r := range reasons {
+		if errors.Is(err, r.target) {
+			return unauthorized(r.reason, "%v", err)
+		}
+	}
+	return unauthorized(ReasonMalformedToken, "%v", err)
+}
