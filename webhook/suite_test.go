@@ -66,11 +66,11 @@ type harness struct {
 type harnessOption func(*harnessConfig)
 
 type harnessConfig struct {
-	spec         func(*connectv1.ConnectAppSpec)
-	untrusted    bool // no trusted proxies: X-Forwarded-For is ignored
-	client       client.Client
-	limits       webhook.RateLimits
-	keysURL      string
+	spec      func(*connectv1.ConnectAppSpec)
+	untrusted bool // no trusted proxies: X-Forwarded-For is ignored
+	client    client.Client
+	limits    webhook.RateLimits
+	keysURL   string
 }
 
 func withSpec(f func(*connectv1.ConnectAppSpec)) harnessOption {
