@@ -104,7 +104,7 @@ func (s *Store) Install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 	}
 
 	res := InstallResult{}
-	secretChanged, err := s.ensureSecret(ctx, existing, in)
+	secretChanged, secretWritten, err := s.ensureSecret(ctx, existing, in)
 	if err != nil {
 		return InstallResult{}, err
 	}
@@ -124,7 +124,7 @@ func (s *Store) Install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 		res.Tenant = desired
 		if equality.Semantic.DeepEqual(tenant.Spec, desired.Spec) &&
 			equality.Semantic.DeepEqual(tenant.ObjectMeta, desired.ObjectMeta) {
-			res.Unchanged = !secretChanged
+			res.Unchanged = !secretWritten
 			return nil
 		}
 		return s.Client.Update(ctx, desired)
@@ -146,7 +146,7 @@ func (s *Store) create(ctx context.Context, app *connectv1.ConnectApp, key types
 		}
 		return InstallResult{}, fmt.Errorf("create tenant %s: %w", key, err)
 	}
-	if _, err := s.ensureSecret(ctx, tenant, in); err != nil {
+	if _, _, err := s.ensureSecret(ctx, tenant, in); err != nil {
 		return InstallResult{}, err
 	}
 	return InstallResult{Tenant: tenant, Created: true}, nil
@@ -191,14 +191,16 @@ func applyInstallation(tenant *connectv1.ConnectTenant, app *connectv1.ConnectAp
 }
 
 // ensureSecret makes the tenant's Secret hold in's secret and identity,
-// owned by tenant. It reports whether the shared secret itself changed.
-func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenant, in Installation) (bool, error) {
+// owned by tenant. It reports whether the shared secret itself changed
+// (a rotation) and whether it wrote anything (a rotation, or a Secret that
+// was missing or stale).
+func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenant, in Installation) (changed, written bool, err error) {
 	key := types.NamespacedName{Namespace: tenant.Namespace, Name: tenant.Name}
-	secretChanged := false
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		secret := &corev1.Secret{}
 		err := s.Client.Get(ctx, key, secret)
 		if apierrors.IsNotFound(err) {
+			written = true
 			secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
 			if err := s.applySecret(secret, tenant, in); err != nil {
 				return err
@@ -217,16 +219,17 @@ func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenan
 		if err := s.applySecret(desired, tenant, in); err != nil {
 			return err
 		}
-		secretChanged = !bytes.Equal(secret.Data[connectv1.SecretKeySharedSecret], in.SharedSecret)
-		if equality.Semantic.DeepEqual(secret, desired) {
+		changed = !bytes.Equal(secret.Data[connectv1.SecretKeySharedSecret], in.SharedSecret)
+		written = !equality.Semantic.DeepEqual(secret, desired)
+		if !written {
 			return nil
 		}
 		return s.Client.Update(ctx, desired)
 	})
 	if err != nil {
-		return false, fmt.Errorf("store secret %s: %w", key, err)
+		return false, false, fmt.Errorf("store secret %s: %w", key, err)
 	}
-	return secretChanged, nil
+	return changed, written, nil
 }
 
 func (s *Store) applySecret(secret *corev1.Secret, tenant *connectv1.ConnectTenant, in Installation) error {
