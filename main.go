@@ -5,66 +5,209 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
+	"strings"
+	"time"
 
+	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/installkeys"
+	"github.com/tenantry/tenantry/internal/ipranges"
+	"github.com/tenantry/tenantry/internal/tenantstore"
+	"github.com/tenantry/tenantry/webhook"
 )
 
 // leaderElectionID names the Lease the replicas compete for.
 const leaderElectionID = "tenantry.connect.tenantry.dev"
 
+// options are the command-line flags.
+type options struct {
+	namespaces              stringList
+	receiverAddr            string
+	metricsAddr             string
+	probeAddr               string
+	leaderElect             bool
+	leaderElectionNamespace string
+	installKeysURLs         stringList
+	ipRanges                string
+	ipRangesRefresh         time.Duration
+	trustedProxies          stringList
+	maxBodyBytes            int64
+	clockSkew               time.Duration
+	ratePerSource           float64
+	rateTotal               float64
+}
+
+func (o *options) bind(fs *flag.FlagSet) {
+	fs.Var(&o.namespaces, "namespace", "namespace to serve ConnectApps and tenants in; repeatable; none means all namespaces")
+	fs.StringVar(&o.receiverAddr, "receiver-bind-address", ":8080", "address the lifecycle receiver listens on")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect one leader among replicas to run the controllers (the receiver runs on every replica)")
+	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
+	fs.Var(&o.installKeysURLs, "install-keys-url", "install-key server to ask for every kid, in order; repeatable; replaces the choice by tenant host (production, staging, FedRAMP)")
+	fs.StringVar(&o.ipRanges, "atlassian-ip-ranges", ipranges.DefaultURL, "file path or URL of Atlassian's published IP ranges (JSON); empty disables loading, so apps in Enforce mode answer 503")
+	fs.DurationVar(&o.ipRangesRefresh, "atlassian-ip-ranges-refresh", time.Hour, "how often to reload --atlassian-ip-ranges")
+	fs.Var(&o.trustedProxies, "trusted-proxy-cidr", "CIDR (or address) of a proxy whose X-Forwarded-For is believed, e.g. the ingress controller's pods; repeatable")
+	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", webhook.DefaultMaxBodyBytes, "largest lifecycle callback body accepted")
+	fs.DurationVar(&o.clockSkew, "clock-skew", webhook.DefaultClockSkew, "leeway on the callbacks' exp and iat claims")
+	fs.Float64Var(&o.ratePerSource, "rate-limit-per-source", 50, "callbacks per second allowed from one source address (burst twice that); 0 disables")
+	fs.Float64Var(&o.rateTotal, "rate-limit-total", 500, "callbacks per second allowed overall (burst twice that); 0 disables")
+}
+
 func main() {
-	var (
-		metricsAddr             string
-		probeAddr               string
-		leaderElect             bool
-		leaderElectionNamespace string
-	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address the Prometheus metrics endpoint binds to; 0 disables it")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address the /healthz and /readyz probes bind to")
-	flag.BoolVar(&leaderElect, "leader-elect", false, "elect one leader among replicas to run the controllers (the receiver runs on every replica)")
-	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
-	zapOpts := zap.Options{Development: false}
+	var opts options
+	opts.bind(flag.CommandLine)
+	// Stack traces only for panics by default: an error log line here is
+	// an operational event (a callback the product will retry), not a bug.
+	zapOpts := zap.Options{StacktraceLevel: zapcore.PanicLevel}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
-
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	log := ctrl.Log.WithName("setup")
 
+	if err := run(ctrl.SetupSignalHandler(), opts); err != nil {
+		ctrl.Log.WithName("setup").Error(err, "tenantry stopped")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, opts options) error {
+	log := ctrl.Log.WithName("setup")
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(connectv1.AddToScheme(scheme))
 
+	cacheOpts := cache.Options{}
+	if len(opts.namespaces) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range opts.namespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          leaderElect,
+		Cache:                   cacheOpts,
+		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
+		HealthProbeBindAddress:  opts.probeAddr,
+		LeaderElection:          opts.leaderElect,
 		LeaderElectionID:        leaderElectionID,
-		LeaderElectionNamespace: leaderElectionNamespace,
-		// Step down at once on shutdown, so a new leader takes over without
-		// waiting for the lease to expire.
+		LeaderElectionNamespace: opts.leaderElectionNamespace,
+		// Step down at once on shutdown, so another replica takes over
+		// without waiting for the lease to expire.
 		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
-		log.Error(err, "unable to create the manager")
-		os.Exit(1)
+		return fmt.Errorf("create manager: %w", err)
 	}
-	utilruntime.Must(mgr.AddHealthzCheck("ping", healthz.Ping))
-	utilruntime.Must(mgr.AddReadyzCheck("ping", healthz.Ping))
 
-	log.Info("starting tenantry")
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
-		log.Error(err, "manager stopped with an error")
-		os.Exit(1)
+	server, err := setupReceiver(ctx, mgr, opts)
+	if err != nil {
+		return err
 	}
+
+	utilruntime.Must(mgr.AddHealthzCheck("ping", healthz.Ping))
+	utilruntime.Must(mgr.AddReadyzCheck("receiver", server.ReadyCheck))
+
+	log.Info("starting tenantry", "receiver", opts.receiverAddr, "namespaces", opts.namespaces.String())
+	return mgr.Start(ctx)
 }
+
+// setupReceiver wires the lifecycle receiver into mgr: it runs on every
+// replica, starts listening only once the ConnectApp cache is synced (so
+// no genuine callback meets an empty route table), and drains on shutdown.
+func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*webhook.Server, error) {
+	trusted, err := ipranges.ParsePrefixes(opts.trustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("--trusted-proxy-cidr: %w", err)
+	}
+	// Reads go straight to the API server: a retried callback must see
+	// what its first attempt wrote, and Secrets are never cached.
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return nil, err
+	}
+	keys := installkeys.New(installkeys.Options{URLs: opts.installKeysURLs})
+	webhook.RegisterInstallKeyMetrics(metrics.Registry, keys)
+
+	apps := webhook.NewAppIndex()
+	informer, err := mgr.GetCache().GetInformer(ctx, &connectv1.ConnectApp{})
+	if err != nil {
+		return nil, err
+	}
+	if err := apps.Watch(ctx, informer, mgr.GetCache()); err != nil {
+		return nil, err
+	}
+
+	receiver := (&webhook.Receiver{
+		Apps:    apps,
+		Store:   &tenantstore.Store{Client: direct, Scheme: mgr.GetScheme()},
+		Keys:    keys,
+		Sources: ipranges.ClientAddress{TrustedProxies: trusted},
+		Events:  mgr.GetEventRecorder("tenantry-receiver"),
+		Metrics: webhook.NewMetrics(metrics.Registry),
+		Log:     ctrl.Log.WithName("receiver"),
+		Options: webhook.Options{
+			MaxBodyBytes: opts.maxBodyBytes,
+			ClockSkew:    opts.clockSkew,
+			RateLimits: webhook.RateLimits{
+				PerSource: opts.ratePerSource, PerSourceBurst: int(2 * opts.ratePerSource),
+				Total: opts.rateTotal, TotalBurst: int(2 * opts.rateTotal),
+			},
+		},
+	}).Init()
+
+	if opts.ipRanges != "" {
+		ranges := &ipranges.Ranges{Source: opts.ipRanges, OnRefresh: webhook.RangesRefreshObserver(metrics.Registry, ctrl.Log.WithName("ipranges"))}
+		receiver.Ranges = ranges
+		if err := mgr.Add(everyReplica(func(ctx context.Context) error {
+			ranges.Run(ctx, opts.ipRangesRefresh)
+			return nil
+		})); err != nil {
+			return nil, err
+		}
+	}
+
+	server := &webhook.Server{
+		Addr:    opts.receiverAddr,
+		Handler: receiver,
+		WaitFor: func(ctx context.Context) error {
+			if !mgr.GetCache().WaitForCacheSync(ctx) {
+				return errors.New("the ConnectApp cache did not sync")
+			}
+			return nil
+		},
+	}
+	if err := mgr.Add(server); err != nil {
+		return nil, err
+	}
+	return server, nil
+}
+
+// everyReplica is a Runnable that runs on every replica, not only the
+// leader.
+type everyReplica func(context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }

@@ -64,7 +64,7 @@ func (x *AppIndex) Set(apps []connectv1.ConnectApp) {
 
 // Watch keeps the index in step with the ConnectApps in reader (a cache)
 // by rebuilding it on every change the informer reports.
-func (x *AppIndex) Watch(ctx context.Context, informer cache.SharedInformer, reader client.Reader) error {
+func (x *AppIndex) Watch(ctx context.Context, informer eventSource, reader client.Reader) error {
 	rebuild := func() {
 		var list connectv1.ConnectAppList
 		if err := reader.List(ctx, &list); err == nil {
@@ -77,6 +77,11 @@ func (x *AppIndex) Watch(ctx context.Context, informer cache.SharedInformer, rea
 		DeleteFunc: func(any) { rebuild() },
 	})
 	return err
+}
+
+// eventSource is the part of an informer that Watch needs.
+type eventSource interface {
+	AddEventHandler(cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error)
 }
 
 // routes returns the lifecycle routes served at path.

@@ -3,7 +3,10 @@ package webhook
 import (
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tenantry/tenantry/internal/installkeys"
 )
 
 // Metrics are the receiver's Prometheus collectors.
@@ -69,4 +72,44 @@ func (m *Metrics) addressCheck(mode, outcome string) {
 		return
 	}
 	m.addressChecks.WithLabelValues(mode, outcome).Inc()
+}
+
+// RegisterInstallKeyMetrics exports the install-key source's counters.
+func RegisterInstallKeyMetrics(reg prometheus.Registerer, src *installkeys.Source) {
+	counter := func(name, help string, value func(installkeys.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(value(src.Stats())) })
+	}
+	reg.MustRegister(
+		counter("tenantry_install_keys_cache_hits_total", "Install-key lookups answered from the cache.", func(s installkeys.Stats) int64 { return s.Hits }),
+		counter("tenantry_install_keys_negative_hits_total", "Lookups of unknown kids answered from the negative cache.", func(s installkeys.Stats) int64 { return s.NegativeHits }),
+		counter("tenantry_install_keys_fetches_total", "Requests sent to install-key servers (cache misses).", func(s installkeys.Stats) int64 { return s.Fetches }),
+		counter("tenantry_install_keys_fetch_errors_total", "Key-server requests that yielded no key (404s, errors, bad keys).", func(s installkeys.Stats) int64 { return s.FetchErrors }),
+	)
+}
+
+// RangesRefreshObserver returns an ipranges OnRefresh hook that exports the
+// outcome of each load and logs failures.
+func RangesRefreshObserver(reg prometheus.Registerer, log logr.Logger) func(int, error) {
+	prefixes := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tenantry_ip_ranges_prefixes", Help: "Prefixes in the Atlassian IP ranges last loaded.",
+	})
+	lastSuccess := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tenantry_ip_ranges_last_success_timestamp_seconds", Help: "When Atlassian's IP ranges were last loaded successfully.",
+	})
+	failures := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tenantry_ip_ranges_refresh_failures_total", Help: "Failed loads of Atlassian's IP ranges (the last good set stays in use).",
+	})
+	reg.MustRegister(prefixes, lastSuccess, failures)
+	return func(n int, err error) {
+		if err != nil {
+			failures.Inc()
+			log.Error(err, "loading Atlassian's IP ranges failed; keeping the last good set")
+			return
+		}
+		if n > 0 {
+			prefixes.Set(float64(n))
+		}
+		lastSuccess.SetToCurrentTime()
+	}
 }

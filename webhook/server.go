@@ -30,6 +30,10 @@ const (
 type Server struct {
 	Addr    string
 	Handler http.Handler
+	// WaitFor, if set, must return before the server listens: the
+	// operator waits for its caches, so no callback meets an empty route
+	// table.
+	WaitFor func(context.Context) error
 
 	listening atomic.Bool
 }
@@ -50,6 +54,11 @@ func (s *Server) ReadyCheck(*http.Request) error {
 
 // Start listens and serves until ctx ends, then shuts down gracefully.
 func (s *Server) Start(ctx context.Context) error {
+	if s.WaitFor != nil {
+		if err := s.WaitFor(ctx); err != nil {
+			return fmt.Errorf("receiver: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("receiver: listen on %s: %w", s.Addr, err)
