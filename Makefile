@@ -30,6 +30,10 @@ fmt: ## gofmt every Go file.
 vet: ## go vet.
 	go vet ./...
 
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 20s).
+	hack/fuzz.sh
+
 .PHONY: control-plane
 control-plane: ## Build (or reuse) kube-apiserver, etcd and kubectl in bin/k8s.
 	hack/control-plane.sh

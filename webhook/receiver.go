@@ -172,71 +172,82 @@ func (r *Receiver) record(cb *callback, status int, reason Reason, message strin
 	}
 }
 
-// handle runs the checks, cheapest first, and stores the callback.
+// handle admits the callback and stores it.
 func (r *Receiver) handle(req *http.Request, cb *callback) (Reason, error) {
+	p, err := r.admit(req, cb)
+	if err != nil {
+		return "", err
+	}
+	return r.store(req.Context(), cb.app, cb.event, p)
+}
+
+// admit runs every check, cheapest first, and returns the verified payload.
+// It writes nothing; it reads the API server only for enabled and disabled
+// callbacks (the stored secret) and the key server only on a key-cache miss.
+func (r *Receiver) admit(req *http.Request, cb *callback) (*payload, error) {
 	routes := r.Apps.routes(req.URL.Path)
 	if len(routes) == 0 {
-		return "", reject(http.StatusNotFound, ReasonNotFound, "no Connect app serves lifecycle callbacks at %s", truncate(req.URL.Path, 128))
+		return nil, reject(http.StatusNotFound, ReasonNotFound, "no Connect app serves lifecycle callbacks at %s", truncate(req.URL.Path, 128))
 	}
 	if req.Method != http.MethodPost {
-		return "", reject(http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "lifecycle callbacks are POST requests, not %s", truncate(req.Method, 16))
+		return nil, reject(http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "lifecycle callbacks are POST requests, not %s", truncate(req.Method, 16))
 	}
 	if req.ContentLength > r.Options.MaxBodyBytes {
-		return "", tooLarge(r.Options.MaxBodyBytes)
+		return nil, tooLarge(r.Options.MaxBodyBytes)
 	}
 	if err := checkContentType(req.Header.Get("Content-Type")); err != nil {
-		return "", err
+		return nil, err
 	}
 	source, err := r.Sources.Resolve(req.RemoteAddr, req.Header.Values("X-Forwarded-For"))
 	if err != nil {
-		return "", reject(http.StatusForbidden, ReasonSourceUnknown, "cannot tell the client address: %v", err)
+		return nil, reject(http.StatusForbidden, ReasonSourceUnknown, "cannot tell the client address: %v", err)
 	}
 	cb.source = source
 	if !r.limiter.allow(source, r.Options.Now()) {
-		return "", reject(http.StatusTooManyRequests, ReasonRateLimited, "too many callbacks; retry in a second")
+		return nil, reject(http.StatusTooManyRequests, ReasonRateLimited, "too many callbacks; retry in a second")
 	}
 	if err := r.checkSourceForRoutes(routes, source); err != nil {
-		return "", err
+		return nil, err
 	}
 	token, err := tokenFrom(req)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	header, err := connectjwt.ParseHeader(token)
 	if err != nil {
-		return "", unauthorized(ReasonMalformedToken, "the JWT is malformed: %v", err)
+		return nil, unauthorized(ReasonMalformedToken, "the JWT is malformed: %v", err)
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, r.Options.MaxBodyBytes+1))
 	if err != nil {
-		return "", badRequest(ReasonBadJSON, "cannot read the body: %v", err)
+		return nil, badRequest(ReasonBadJSON, "cannot read the body: %v", err)
 	}
 	if int64(len(body)) > r.Options.MaxBodyBytes {
-		return "", tooLarge(r.Options.MaxBodyBytes)
+		return nil, tooLarge(r.Options.MaxBodyBytes)
 	}
 	p, err := decodePayload(body)
 	if errors.Is(err, errInvalidField) {
-		return "", badRequest(ReasonInvalidPayload, "%v", err)
+		return nil, badRequest(ReasonInvalidPayload, "%v", err)
 	}
 	if err != nil {
-		return "", badRequest(ReasonBadJSON, "%v", err)
+		return nil, badRequest(ReasonBadJSON, "%v", err)
 	}
 	cb.clientKey = p.ClientKey
 	app, event, err := r.selectApp(routes, p.Key, req.URL.Path)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	cb.app, cb.event = app, event
 	if err := r.checkSourceForApp(app, source); err != nil {
-		return "", err
+		return nil, err
 	}
 	if err := r.verify(req, token, header, app, event, p); err != nil {
-		return "", err
+		return nil, err
 	}
 	cb.authenticated = true
 	if err := checkPayloadRules(app, event, p); err != nil {
-		return "", err
+		return nil, err
 	}
-	return r.store(req.Context(), app, event, p)
+	return p, nil
 }
 
 func tooLarge(limit int64) error {

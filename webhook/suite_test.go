@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -38,6 +39,12 @@ var atlassianRange = netip.MustParsePrefix("104.192.136.0/21")
 const atlassianAddr = "104.192.136.10"
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if fuzzing() {
+		// Fuzz targets are pure; don't start a control plane in every
+		// fuzz worker.
+		os.Exit(m.Run())
+	}
 	var err error
 	if env, err = testenv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -51,6 +58,15 @@ func TestMain(m *testing.M) {
 	ks.Close()
 	_ = env.Stop()
 	os.Exit(code)
+}
+
+func fuzzing() bool {
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
 }
 
 // harness is one app in its own namespace with a receiver serving it.
