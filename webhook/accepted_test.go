@@ -260,10 +260,13 @@ func TestStorageFailureAnswers503AndStoresOnRetry(t *testing.T) {
 }
 
 func TestUnreachableAPIServerAnswers503(t *testing.T) {
+	refused := errors.New("dial tcp 127.0.0.1:6443: connect: connection refused")
 	down := interceptor.NewClient(watchClient(t), interceptor.Funcs{
 		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
-			return errors.New("dial tcp 127.0.0.1:6443: connect: connection refused")
+			return refused
 		},
+		Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error { return refused },
+		Update: func(context.Context, client.WithWatch, client.Object, ...client.UpdateOption) error { return refused },
 	})
 	h := newHarness(t, withClient(down))
 	for _, event := range []string{"installed", "uninstalled"} {

@@ -92,11 +92,18 @@ func (s *Store) Install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 	key := types.NamespacedName{Namespace: app.Namespace, Name: name}
 	fingerprint := Fingerprint(in.SharedSecret)
 
+	// Most installs are first installs: try to create at once, which costs
+	// two API calls in all, and fall back to reading on AlreadyExists.
+	if res, err := s.create(ctx, app, key, in, fingerprint); !apierrors.IsAlreadyExists(err) {
+		return res, err
+	}
+
 	existing := &connectv1.ConnectTenant{}
 	err := s.Client.Get(ctx, key, existing)
 	switch {
 	case apierrors.IsNotFound(err):
-		return s.create(ctx, app, key, in, fingerprint)
+		// Deleted between our create and get: start over.
+		return s.Install(ctx, app, in)
 	case err != nil:
 		return InstallResult{}, fmt.Errorf("get tenant %s: %w", key, err)
 	case existing.Spec.ClientKey != in.ClientKey:
@@ -135,19 +142,28 @@ func (s *Store) Install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 	return res, nil
 }
 
+// create creates the tenant and then its Secret. It returns an
+// AlreadyExists error, untouched, when the tenant exists.
 func (s *Store) create(ctx context.Context, app *connectv1.ConnectApp, key types.NamespacedName, in Installation, fingerprint string) (InstallResult, error) {
 	tenant := &connectv1.ConnectTenant{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
 	applyInstallation(tenant, app, in, fingerprint)
 	if err := s.Client.Create(ctx, tenant); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			// A concurrent delivery of the same callback won the race;
-			// going through the update path makes this one idempotent.
-			return s.Install(ctx, app, in)
+			return InstallResult{}, err
 		}
 		return InstallResult{}, fmt.Errorf("create tenant %s: %w", key, err)
 	}
-	if _, _, err := s.ensureSecret(ctx, tenant, in); err != nil {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	if err := s.applySecret(secret, tenant, in); err != nil {
 		return InstallResult{}, err
+	}
+	err := s.Client.Create(ctx, secret)
+	if apierrors.IsAlreadyExists(err) {
+		// A Secret left from an earlier tenant of this name: adopt it.
+		_, _, err = s.ensureSecret(ctx, tenant, in)
+	}
+	if err != nil {
+		return InstallResult{}, fmt.Errorf("store secret %s: %w", key, err)
 	}
 	return InstallResult{Tenant: tenant, Created: true}, nil
 }
