@@ -1,0 +1,151 @@
+package atlassiantest
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tenantry/tenantry/internal/connectjwt"
+)
+
+// addonsPath is the product endpoint apps call to check their licence,
+// which Tenantry uses to verify a tenant (protocol.md §4.2).
+const addonsPath = "/rest/atlassian-connect/1/addons/"
+
+// Site is a fake Atlassian site answering the addons endpoint as a product
+// does: 200 for an app it knows when the call is signed with that app's
+// shared secret for the site, 401 otherwise, 404 for an app it does not
+// know. Serve it over TLS with NewTLSServer.
+type Site struct {
+	// BasePath is the path of the site's baseUrl: "" for Jira, "/wiki"
+	// for Confluence.
+	BasePath string
+
+	mu      sync.Mutex
+	secrets map[string][]byte // app key → shared secret
+
+	// Requests counts calls; InFlight and MaxInFlight track concurrency.
+	Requests, InFlight, MaxInFlight atomic.Int64
+	// Override, when set, answers every call itself (outages, hangs,
+	// redirects, huge bodies).
+	Override atomic.Pointer[http.HandlerFunc]
+}
+
+// Know makes the site accept calls from appKey signed with secret.
+func (s *Site) Know(appKey string, secret []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.secrets == nil {
+		s.secrets = map[string][]byte{}
+	}
+	s.secrets[appKey] = secret
+}
+
+// Forget makes the site stop knowing appKey, as after an uninstall.
+func (s *Site) Forget(appKey string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.secrets, appKey)
+}
+
+// SetOverride answers every call with h; nil restores normal answers.
+func (s *Site) SetOverride(h http.HandlerFunc) {
+	if h == nil {
+		s.Override.Store(nil)
+		return
+	}
+	s.Override.Store(&h)
+}
+
+func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.Requests.Add(1)
+	n := s.InFlight.Add(1)
+	defer s.InFlight.Add(-1)
+	for {
+		max := s.MaxInFlight.Load()
+		if n <= max || s.MaxInFlight.CompareAndSwap(max, n) {
+			break
+		}
+	}
+	if h := s.Override.Load(); h != nil {
+		(*h)(w, r)
+		return
+	}
+	appKey, ok := strings.CutPrefix(r.URL.Path, s.BasePath+addonsPath)
+	if !ok || r.Method != http.MethodGet {
+		http.NotFound(w, r)
+		return
+	}
+	s.mu.Lock()
+	secret, known := s.secrets[appKey]
+	s.mu.Unlock()
+	if !known {
+		http.Error(w, `{"message":"app not installed"}`, http.StatusNotFound)
+		return
+	}
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "JWT ")
+	_, err := connectjwt.VerifyHS256(token, secret, connectjwt.Expectations{
+		Issuer: appKey,
+		QSH:    connectjwt.QueryStringHash(r.Method, r.URL.EscapedPath(), s.BasePath, r.URL.Query()),
+		Leeway: time.Minute,
+	})
+	if err != nil {
+		http.Error(w, `{"message":"unauthorized"}`, http.StatusUnauthorized)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"key": appKey, "state": "ENABLED", "version": "1.0.0"})
+}
+
+// NewTLSServer serves h over TLS on 127.0.0.1 with a certificate for
+// *.atlassian.net, *.jira.com, localhost and 127.0.0.1, signed by a fresh
+// CA that the returned pool (and PEM) trusts. Clients reach it by name
+// through a resolver that maps those names to 127.0.0.1.
+func NewTLSServer(h http.Handler) (*httptest.Server, *x509.CertPool, []byte) {
+	caKey, leafKey := NewRSAKey(), NewRSAKey()
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Tenantry test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER := mustCert(x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey))
+	caCert, _ := x509.ParseCertificate(caDER)
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "fake Atlassian site"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		DNSNames:    []string{"*.atlassian.net", "*.jira.com", "localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER := mustCert(x509.CreateCertificate(rand.Reader, leaf, caCert, &leafKey.PublicKey, caKey))
+
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}}}
+	srv.StartTLS()
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return srv, pool, pemCert(caDER)
+}
+
+func mustCert(der []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return der
+}
+
+func pemCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
