@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/appkey"
 )
 
 // AppIndex is the receiver's view of the ConnectApps it serves: which
@@ -23,8 +24,7 @@ type AppIndex struct {
 type appSnapshot struct {
 	// routes maps a request path to the lifecycle events served there.
 	routes map[string][]route
-	// byKey maps an app key to the apps declaring it (more than one is a
-	// conflict, and none of them is served).
+	// byKey maps an app key to the one app that serves it (appkey.Owner).
 	byKey map[string][]*connectv1.ConnectApp
 }
 
@@ -57,6 +57,13 @@ func (x *AppIndex) Set(apps []connectv1.ConnectApp) {
 			for _, p := range uniquePaths(basePath(app)+path, path) {
 				snap.routes[p] = append(snap.routes[p], route{app: app, event: event})
 			}
+		}
+	}
+	for key, apps := range snap.byKey {
+		if owner := appkey.Owner(apps); owner != nil {
+			// Only the owner of a key is served; the others are
+			// reported as Conflict by the app controller.
+			snap.byKey[key] = []*connectv1.ConnectApp{owner}
 		}
 	}
 	x.snapshot.Store(snap)

@@ -293,11 +293,8 @@ func tokenFrom(req *http.Request) (string, error) {
 // at path.
 func (r *Receiver) selectApp(routes []route, key, path string) (*connectv1.ConnectApp, string, error) {
 	apps := r.Apps.appsWithKey(key)
-	switch {
-	case len(apps) == 0:
+	if len(apps) == 0 {
 		return nil, "", reject(http.StatusNotFound, ReasonUnknownApp, "no ConnectApp declares the app key %q", truncate(key, 64))
-	case len(apps) > 1:
-		return nil, "", reject(http.StatusConflict, ReasonAppConflict, "%d ConnectApps declare the app key %q; none is served until one remains", len(apps), truncate(key, 64))
 	}
 	for _, rt := range routes {
 		if rt.app.UID == apps[0].UID && rt.app.Name == apps[0].Name && rt.app.Namespace == apps[0].Namespace {

@@ -219,6 +219,13 @@ type ConnectTenantStatus struct {
 	// +optional
 	FailingSince *metav1.Time `json:"failingSince,omitempty"`
 
+	// consecutiveFailures counts verification calls that failed, definitely
+	// or not, since the last success; retries back off exponentially with
+	// it.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
 	// secretRotations counts how many times a re-install replaced the
 	// shared secret.
 	// +kubebuilder:validation:Minimum=0

@@ -35,6 +35,10 @@ const (
 	// Secrets to find out.
 	AnnotationSecretFingerprint = "connect.tenantry.dev/secret-fingerprint"
 
+	// AppCascadeFinalizer holds a ConnectApp that carries
+	// AnnotationCascadeDelete until its tenants are deleted.
+	AppCascadeFinalizer = "connect.tenantry.dev/cascade-delete"
+
 	// TenantFinalizer guarantees that a tenant's Secret is deleted with it,
 	// even on clusters where no garbage collector honours owner references.
 	TenantFinalizer = "connect.tenantry.dev/secret-cleanup"

@@ -330,9 +330,15 @@ func (s *Store) Get(ctx context.Context, app *connectv1.ConnectApp, clientKey st
 
 // SharedSecret reads the tenant's shared secret from its Secret.
 func (s *Store) SharedSecret(ctx context.Context, tenant *connectv1.ConnectTenant) ([]byte, error) {
+	return ReadSharedSecret(ctx, s.Client, tenant)
+}
+
+// ReadSharedSecret reads the tenant's shared secret with reader, or
+// reports ErrSecretMissing.
+func ReadSharedSecret(ctx context.Context, reader client.Reader, tenant *connectv1.ConnectTenant) ([]byte, error) {
 	key := types.NamespacedName{Namespace: tenant.Namespace, Name: tenant.Spec.SharedSecretRef.Name}
 	secret := &corev1.Secret{}
-	if err := s.Client.Get(ctx, key, secret); err != nil {
+	if err := reader.Get(ctx, key, secret); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("%w: Secret %s does not exist", ErrSecretMissing, key)
 		}

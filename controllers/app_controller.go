@@ -1,0 +1,257 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/appkey"
+)
+
+// appKeyIndex indexes ConnectApps by spec.key, to find duplicates.
+const appKeyIndex = "spec.key"
+
+// cascadeWait is how long to wait for deleted tenants' finalizers before
+// looking again.
+const cascadeWait = 5 * time.Second
+
+// AppReconciler serves each ConnectApp: it detects duplicate app keys,
+// publishes the lifecycle URLs for the descriptor, counts the app's
+// tenants by phase and reports Ready. When an app is deleted its tenants
+// are kept (the tenant controller marks them orphaned) unless the app
+// carries connect.tenantry.dev/cascade-delete: "true", in which case a
+// finalizer deletes them first.
+type AppReconciler struct {
+	Client  client.Client
+	Events  events.EventRecorder
+	Clock   clock.PassiveClock
+	Metrics *Metrics
+}
+
+// +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connectapps,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connectapps/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connectapps/finalizers,verbs=update
+
+// Reconcile reads the app, decides, and patches its status once.
+func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	app := &connectv1.ConnectApp{}
+	if err := r.Client.Get(ctx, req.NamespacedName, app); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Metrics.forgetApp(req.String())
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !app.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, app)
+	}
+	if err := r.syncFinalizer(ctx, app); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	before := app.DeepCopy()
+	owner, err := r.keyOwner(ctx, app)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	counts, byPhase, err := r.countTenants(ctx, app)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	st := &app.Status
+	st.ObservedGeneration = app.Generation
+	st.LifecycleURLs = lifecycleURLs(app)
+	st.Tenants = counts
+	if owner != nil {
+		r.setReady(app, metav1.ConditionFalse, connectv1.ReasonConflict, fmt.Sprintf(
+			"the app key %q is already declared by ConnectApp %s/%s; this one is not served until that one is deleted or its key changes",
+			app.Spec.Key, owner.Namespace, owner.Name))
+	} else {
+		r.setReady(app, metav1.ConditionTrue, connectv1.ReasonServing, fmt.Sprintf(
+			"serving %d tenants; put status.lifecycleUrls in the descriptor", counts.Total))
+	}
+	r.Metrics.setTenants(req.String(), byPhase)
+
+	if !equality.Semantic.DeepEqual(before.Status, app.Status) {
+		oldReady := meta.FindStatusCondition(before.Status.Conditions, connectv1.ConditionReady)
+		newReady := meta.FindStatusCondition(st.Conditions, connectv1.ConditionReady)
+		if oldReady == nil || oldReady.Reason != newReady.Reason {
+			r.event(app, newReady)
+		}
+		if err := r.Client.Status().Patch(ctx, app, client.MergeFrom(before)); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// keyOwner returns the app that serves app's key when it is another one
+// (appkey.Owner: the oldest declaration wins).
+func (r *AppReconciler) keyOwner(ctx context.Context, app *connectv1.ConnectApp) (*connectv1.ConnectApp, error) {
+	var list connectv1.ConnectAppList
+	if err := r.Client.List(ctx, &list, client.MatchingFields{appKeyIndex: app.Spec.Key}); err != nil {
+		return nil, err
+	}
+	apps := make([]*connectv1.ConnectApp, len(list.Items))
+	for i := range list.Items {
+		apps[i] = &list.Items[i]
+	}
+	owner := appkey.Owner(apps)
+	if owner == nil || (owner.Namespace == app.Namespace && owner.Name == app.Name) {
+		return nil, nil
+	}
+	return owner, nil
+}
+
+// countTenants counts the app's tenants by phase (from the cache).
+func (r *AppReconciler) countTenants(ctx context.Context, app *connectv1.ConnectApp) (connectv1.TenantCounts, map[string]int32, error) {
+	var list connectv1.ConnectTenantList
+	if err := r.Client.List(ctx, &list, client.InNamespace(app.Namespace), client.MatchingLabels{connectv1.LabelApp: app.Name}); err != nil {
+		return connectv1.TenantCounts{}, nil, err
+	}
+	byPhase := map[string]int32{}
+	for _, p := range []connectv1.TenantPhase{connectv1.PhasePending, connectv1.PhaseVerified, connectv1.PhaseUnverified,
+		connectv1.PhaseRogue, connectv1.PhaseDisabled, connectv1.PhaseUninstalled} {
+		byPhase[string(p)] = 0
+	}
+	for _, t := range list.Items {
+		phase := t.Status.Phase
+		if phase == "" {
+			phase = connectv1.PhasePending
+		}
+		byPhase[string(phase)]++
+	}
+	return connectv1.TenantCounts{
+		Total:       int32(len(list.Items)),
+		Pending:     byPhase[string(connectv1.PhasePending)],
+		Verified:    byPhase[string(connectv1.PhaseVerified)],
+		Unverified:  byPhase[string(connectv1.PhaseUnverified)],
+		Rogue:       byPhase[string(connectv1.PhaseRogue)],
+		Disabled:    byPhase[string(connectv1.PhaseDisabled)],
+		Uninstalled: byPhase[string(connectv1.PhaseUninstalled)],
+	}, byPhase, nil
+}
+
+// syncFinalizer holds the app for cascade deletion only when asked to.
+func (r *AppReconciler) syncFinalizer(ctx context.Context, app *connectv1.ConnectApp) error {
+	want := app.Annotations[connectv1.AnnotationCascadeDelete] == "true"
+	if want == controllerutil.ContainsFinalizer(app, connectv1.AppCascadeFinalizer) {
+		return nil
+	}
+	patch := client.MergeFrom(app.DeepCopy())
+	if want {
+		controllerutil.AddFinalizer(app, connectv1.AppCascadeFinalizer)
+	} else {
+		controllerutil.RemoveFinalizer(app, connectv1.AppCascadeFinalizer)
+	}
+	return r.Client.Patch(ctx, app, patch)
+}
+
+// reconcileDelete deletes a cascading app's tenants, then releases it.
+func (r *AppReconciler) reconcileDelete(ctx context.Context, app *connectv1.ConnectApp) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(app, connectv1.AppCascadeFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	var list connectv1.ConnectTenantList
+	if err := r.Client.List(ctx, &list, client.InNamespace(app.Namespace), client.MatchingLabels{connectv1.LabelApp: app.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	for i := range list.Items {
+		if err := client.IgnoreNotFound(r.Client.Delete(ctx, &list.Items[i])); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if len(list.Items) > 0 {
+		// The tenants' own finalizers delete their Secrets; come back
+		// once they are gone.
+		return ctrl.Result{RequeueAfter: cascadeWait}, nil
+	}
+	patch := client.MergeFrom(app.DeepCopy())
+	controllerutil.RemoveFinalizer(app, connectv1.AppCascadeFinalizer)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, app, patch))
+}
+
+func lifecycleURLs(app *connectv1.ConnectApp) *connectv1.LifecycleURLs {
+	base := strings.TrimSuffix(app.Spec.BaseURL, "/")
+	l := app.Spec.Lifecycle
+	return &connectv1.LifecycleURLs{
+		Installed:   base + orDefault(string(l.Installed), "/installed"),
+		Uninstalled: base + orDefault(string(l.Uninstalled), "/uninstalled"),
+		Enabled:     base + orDefault(string(l.Enabled), "/enabled"),
+		Disabled:    base + orDefault(string(l.Disabled), "/disabled"),
+	}
+}
+
+func (r *AppReconciler) setReady(app *connectv1.ConnectApp, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&app.Status.Conditions, metav1.Condition{
+		Type: connectv1.ConditionReady, Status: status, Reason: reason, Message: msg,
+		ObservedGeneration: app.Generation, LastTransitionTime: metav1.NewTime(r.Clock.Now()),
+	})
+}
+
+func (r *AppReconciler) event(app *connectv1.ConnectApp, cond *metav1.Condition) {
+	if r.Events == nil || cond == nil {
+		return
+	}
+	kind := corev1.EventTypeNormal
+	if cond.Status != metav1.ConditionTrue {
+		kind = corev1.EventTypeWarning
+	}
+	r.Events.Eventf(app, nil, kind, cond.Reason, "Serve", "%s", cond.Message)
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// SetupWithManager registers the controller with its index and watches:
+// a tenant's change recounts its app, and an app's change re-examines every
+// app declaring the same key (a deleted owner hands the key over).
+func (r *AppReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &connectv1.ConnectApp{}, appKeyIndex, func(obj client.Object) []string {
+		return []string{obj.(*connectv1.ConnectApp).Spec.Key}
+	}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&connectv1.ConnectApp{}).
+		Named("connectapp").
+		Watches(&connectv1.ConnectTenant{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+			name := obj.GetLabels()[connectv1.LabelApp]
+			if name == "" {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}}
+		})).
+		Watches(&connectv1.ConnectApp{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
+			var list connectv1.ConnectAppList
+			if err := mgr.GetClient().List(ctx, &list, client.MatchingFields{appKeyIndex: obj.(*connectv1.ConnectApp).Spec.Key}); err != nil {
+				return nil
+			}
+			var reqs []reconcile.Request
+			for _, a := range list.Items {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&a)})
+			}
+			return reqs
+		})).
+		Complete(r)
+}

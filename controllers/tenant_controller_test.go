@@ -1,0 +1,253 @@
+package controllers
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/tenantstore"
+)
+
+func TestVerifiedPath(t *testing.T) {
+	w := newWorld(t, nil)
+	acme := atlassiantest.NewTenant("acme")
+	name := w.install(acme, acme.SharedSecret)
+
+	tenant, res := w.reconcile(name)
+	if tenant.Status.Phase != connectv1.PhasePending || res.RequeueAfter != 30*time.Second {
+		t.Fatalf("before the initial delay: phase %s, requeue %s; want Pending, 30s", tenant.Status.Phase, res.RequeueAfter)
+	}
+	w.clock.Step(31 * time.Second)
+	tenant, res = w.reconcile(name)
+
+	st := tenant.Status
+	if st.Phase != connectv1.PhaseVerified || st.LastVerifiedAt == nil || st.Host != "acme.atlassian.net" {
+		t.Fatalf("after verification: %+v", st)
+	}
+	if !meta.IsStatusConditionTrue(st.Conditions, connectv1.ConditionVerified) || !meta.IsStatusConditionTrue(st.Conditions, connectv1.ConditionReady) {
+		t.Errorf("conditions %+v, want Verified and Ready true", st.Conditions)
+	}
+	for _, c := range st.Conditions {
+		if c.ObservedGeneration != tenant.Generation {
+			t.Errorf("condition %s observedGeneration %d, want %d", c.Type, c.ObservedGeneration, tenant.Generation)
+		}
+	}
+	if st.SecretFingerprint != tenantstore.Fingerprint([]byte(acme.SharedSecret)) || st.SecretRotations != 0 {
+		t.Errorf("fingerprint %q rotations %d", st.SecretFingerprint, st.SecretRotations)
+	}
+	if res.RequeueAfter != 24*time.Hour {
+		t.Errorf("next verification in %s, want the 24h interval", res.RequeueAfter)
+	}
+}
+
+func TestRogueUnderEachPolicy(t *testing.T) {
+	tests := []struct {
+		action           connectv1.RogueAction
+		wantTenant       bool
+		wantSecret       bool
+		wantQuarantineLb bool
+	}{
+		{connectv1.RogueQuarantine, true, false, true},
+		{connectv1.RogueDelete, false, false, false},
+		{connectv1.RogueKeep, true, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.action), func(t *testing.T) {
+			w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
+				s.TenantPolicy.Verification.Interval = &metav1.Duration{Duration: time.Hour}
+				s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: &metav1.Duration{Duration: 2 * time.Hour}, Action: tt.action}
+			})
+			planted := atlassiantest.NewTenant("planted")
+			name := w.install(planted, "the-secret-the-product-really-has")
+			w.reconcile(name) // the controller sees the new tenant at once
+
+			w.clock.Step(31 * time.Second)
+			tenant, _ := w.reconcile(name)
+			if tenant.Status.Phase != connectv1.PhaseUnverified || tenant.Status.FailingSince == nil {
+				t.Fatalf("after a 401: phase %s failingSince %v, want Unverified", tenant.Status.Phase, tenant.Status.FailingSince)
+			}
+			if cond := meta.FindStatusCondition(tenant.Status.Conditions, connectv1.ConditionVerified); cond.Reason != connectv1.ReasonRejected {
+				t.Errorf("Verified reason %s, want Rejected", cond.Reason)
+			}
+			w.clock.Step(time.Hour)
+			if tenant, _ = w.reconcile(name); tenant.Status.Phase != connectv1.PhaseUnverified {
+				t.Fatalf("within the grace period: %s", tenant.Status.Phase)
+			}
+			w.clock.Step(90 * time.Minute)
+			tenant, _ = w.reconcile(name)
+
+			if (tenant != nil) != tt.wantTenant || w.secretExists(name) != tt.wantSecret {
+				t.Fatalf("tenant kept=%v secret kept=%v, want %v %v", tenant != nil, w.secretExists(name), tt.wantTenant, tt.wantSecret)
+			}
+			if tenant == nil {
+				return
+			}
+			if tenant.Status.Phase != connectv1.PhaseRogue {
+				t.Errorf("phase %s, want Rogue", tenant.Status.Phase)
+			}
+			if got := tenant.Labels[connectv1.LabelQuarantined] == "true"; got != tt.wantQuarantineLb {
+				t.Errorf("quarantine label %v, want %v", got, tt.wantQuarantineLb)
+			}
+			// A rogue tenant is judged once; reconciling again changes nothing.
+			again, _ := w.reconcile(name)
+			if again.Status.Phase != connectv1.PhaseRogue {
+				t.Errorf("second reconcile: %s", again.Status.Phase)
+			}
+		})
+	}
+}
+
+func TestInconclusiveNeverRogue(t *testing.T) {
+	tests := []struct {
+		name     string
+		override http.HandlerFunc
+		reason   string
+	}{
+		{"product down", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }, "ServerError"},
+		{"rate limited", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTooManyRequests) }, "RateLimited"},
+		{"redirect off the host", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "https://evil.example.com/", http.StatusFound)
+		}, "RedirectRefused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
+				s.TenantPolicy.Verification.Interval = &metav1.Duration{Duration: time.Hour}
+				s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: &metav1.Duration{Duration: time.Hour}, Action: connectv1.RogueDelete}
+			})
+			acme := atlassiantest.NewTenant("flaky")
+			name := w.install(acme, acme.SharedSecret)
+			site.SetOverride(tt.override)
+			defer site.SetOverride(nil)
+
+			var waits []time.Duration
+			w.reconcile(name)
+			w.clock.Step(31 * time.Second)
+			for range 8 { // far past the one-hour grace period
+				tenant, res := w.reconcile(name)
+				if tenant == nil || tenant.Status.Phase == connectv1.PhaseRogue || tenant.Status.FailingSince != nil {
+					t.Fatalf("an inconclusive answer counted towards rogue: %+v", tenant)
+				}
+				if cond := meta.FindStatusCondition(tenant.Status.Conditions, connectv1.ConditionVerified); cond.Reason != connectv1.ReasonInconclusive {
+					t.Fatalf("Verified reason %s, want Inconclusive", cond.Reason)
+				}
+				waits = append(waits, res.RequeueAfter)
+				w.clock.Step(res.RequeueAfter)
+			}
+			if waits[0] != 30*time.Second || waits[1] != time.Minute || waits[len(waits)-1] != time.Hour {
+				t.Errorf("backoff %v, want 30s doubling up to the 1h interval", waits)
+			}
+		})
+	}
+}
+
+func TestRotationIsCountedAndVerifiedAtOnce(t *testing.T) {
+	w := newWorld(t, nil)
+	acme := atlassiantest.NewTenant("acme")
+	name := w.install(acme, acme.SharedSecret)
+	w.reconcile(name)
+	w.clock.Step(31 * time.Second)
+	if tenant, _ := w.reconcile(name); tenant.Status.Phase != connectv1.PhaseVerified {
+		t.Fatalf("not verified: %s", tenant.Status.Phase)
+	}
+	rotated := acme.WithNewSecret()
+	w.install(rotated, rotated.SharedSecret)
+	w.clock.Step(time.Minute)
+	tenant, _ := w.reconcile(name)
+	st := tenant.Status
+	if st.SecretRotations != 1 || st.SecretRotatedAt == nil || st.SecretFingerprint != tenantstore.Fingerprint([]byte(rotated.SharedSecret)) {
+		t.Errorf("rotation not counted: %+v", st)
+	}
+	if st.LastVerifiedAt == nil || !st.LastVerifiedAt.Time.Equal(w.clock.Now()) {
+		t.Errorf("the new secret was not verified at once: lastVerifiedAt %v, now %v", st.LastVerifiedAt, w.clock.Now())
+	}
+}
+
+func TestUninstalledCollectedAfterRetention(t *testing.T) {
+	w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
+		s.TenantPolicy.UninstalledRetention = &metav1.Duration{Duration: 48 * time.Hour}
+	})
+	acme := atlassiantest.NewTenant("leaving")
+	name := w.install(acme, acme.SharedSecret)
+	if _, _, err := w.store.Uninstall(context.Background(), w.app, acme.ClientKey); err != nil {
+		t.Fatal(err)
+	}
+	tenant, res := w.reconcile(name)
+	if tenant.Status.Phase != connectv1.PhaseUninstalled || tenant.Status.UninstalledAt == nil || res.RequeueAfter != 48*time.Hour {
+		t.Fatalf("phase %s uninstalledAt %v requeue %s", tenant.Status.Phase, tenant.Status.UninstalledAt, res.RequeueAfter)
+	}
+	w.clock.Step(47 * time.Hour)
+	if tenant, _ = w.reconcile(name); tenant == nil {
+		t.Fatal("collected before retention ended")
+	}
+	w.clock.Step(2 * time.Hour)
+	if tenant, _ = w.reconcile(name); tenant != nil || w.secretExists(name) {
+		t.Errorf("after retention: tenant kept=%v secret kept=%v, want both gone", tenant != nil, w.secretExists(name))
+	}
+}
+
+func TestDeletedByHandTakesItsSecret(t *testing.T) {
+	w := newWorld(t, nil)
+	acme := atlassiantest.NewTenant("handmade")
+	name := w.install(acme, acme.SharedSecret)
+	tenant, _ := w.reconcile(name)
+	if err := env.Client.Delete(context.Background(), tenant); err != nil {
+		t.Fatal(err)
+	}
+	if tenant, _ = w.reconcile(name); tenant != nil || w.secretExists(name) {
+		t.Errorf("after a manual delete: tenant kept=%v secret kept=%v", tenant != nil, w.secretExists(name))
+	}
+}
+
+func TestDisabledTenantIsStillVerified(t *testing.T) {
+	w := newWorld(t, nil)
+	acme := atlassiantest.NewTenant("paused")
+	name := w.install(acme, acme.SharedSecret)
+	if _, _, err := w.store.SetEnabled(context.Background(), w.app, acme.ClientKey, false); err != nil {
+		t.Fatal(err)
+	}
+	w.reconcile(name)
+	w.clock.Step(31 * time.Second)
+	tenant, _ := w.reconcile(name)
+	if tenant.Status.Phase != connectv1.PhaseDisabled || tenant.Status.LastVerifiedAt == nil {
+		t.Errorf("phase %s lastVerifiedAt %v, want Disabled and verified", tenant.Status.Phase, tenant.Status.LastVerifiedAt)
+	}
+}
+
+func TestPrivateAddressRefusedWithoutDevFlag(t *testing.T) {
+	w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
+		s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: &metav1.Duration{Duration: 24 * time.Hour}, Action: connectv1.RogueDelete}
+	})
+	w.tenant.Verifier = newStrictChecker()
+	acme := atlassiantest.NewTenant("internal")
+	name := w.install(acme, acme.SharedSecret)
+	w.reconcile(name)
+	w.clock.Step(31 * time.Second)
+	tenant, _ := w.reconcile(name)
+	cond := meta.FindStatusCondition(tenant.Status.Conditions, connectv1.ConditionVerified)
+	if tenant.Status.Phase != connectv1.PhasePending || cond.Reason != connectv1.ReasonInconclusive {
+		t.Errorf("phase %s reason %s, want Pending/Inconclusive", tenant.Status.Phase, cond.Reason)
+	}
+}
+
+func TestOrphanedTenantIsKept(t *testing.T) {
+	w := newWorld(t, nil)
+	acme := atlassiantest.NewTenant("orphan")
+	name := w.install(acme, acme.SharedSecret)
+	if err := env.Client.Delete(context.Background(), w.app); err != nil {
+		t.Fatal(err)
+	}
+	tenant, _ := w.reconcile(name)
+	if tenant == nil || !w.secretExists(name) {
+		t.Fatal("an orphaned tenant must be kept with its Secret")
+	}
+	if cond := meta.FindStatusCondition(tenant.Status.Conditions, connectv1.ConditionReady); cond == nil || cond.Reason != connectv1.ReasonAppMissing {
+		t.Errorf("Ready %+v, want reason AppMissing", cond)
+	}
+}
