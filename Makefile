@@ -19,8 +19,9 @@ generate: ## Generate deep-copy functions for api/.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: ## Generate the CRDs into config/crd/bases.
+manifests: ## Generate the CRDs into config/crd/bases and the ClusterRole into config/rbac.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=tenantry paths=./controllers/... paths=./webhook/... output:rbac:artifacts:config=config/rbac
 
 .PHONY: fmt
 fmt: ## gofmt every Go file.

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,8 +29,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/controllers"
 	"github.com/tenantry/tenantry/internal/installkeys"
 	"github.com/tenantry/tenantry/internal/ipranges"
+	"github.com/tenantry/tenantry/internal/tenantcheck"
 	"github.com/tenantry/tenantry/internal/tenantstore"
 	"github.com/tenantry/tenantry/webhook"
 )
@@ -52,6 +56,11 @@ type options struct {
 	clockSkew               time.Duration
 	ratePerSource           float64
 	rateTotal               float64
+	allowPrivateTenants     bool
+	allowHTTPTenants        bool
+	tenantCAFile            string
+	maxVerifications        int
+	tenantConcurrency       int
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -69,6 +78,11 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.clockSkew, "clock-skew", webhook.DefaultClockSkew, "leeway on the callbacks' exp and iat claims")
 	fs.Float64Var(&o.ratePerSource, "rate-limit-per-source", 50, "callbacks per second allowed from one source address (burst twice that); 0 disables")
 	fs.Float64Var(&o.rateTotal, "rate-limit-total", 500, "callbacks per second allowed overall (burst twice that); 0 disables")
+	fs.BoolVar(&o.allowPrivateTenants, "allow-private-tenant-addresses", false, "DEV ONLY: let verification calls reach loopback and private addresses (link-local and metadata addresses stay refused)")
+	fs.BoolVar(&o.allowHTTPTenants, "allow-http-tenants", false, "DEV ONLY: let verification calls use http baseUrls")
+	fs.StringVar(&o.tenantCAFile, "tenant-ca-file", "", "PEM bundle of extra CAs trusted for verification calls (tests and demos)")
+	fs.IntVar(&o.maxVerifications, "max-concurrent-verifications", tenantcheck.DefaultMaxConcurrent, "verification calls in flight overall (one per tenant host at a time in any case)")
+	fs.IntVar(&o.tenantConcurrency, "tenant-reconcile-concurrency", 16, "ConnectTenant reconciles in parallel")
 }
 
 func main() {
@@ -93,7 +107,7 @@ func run(ctx context.Context, opts options) error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(connectv1.AddToScheme(scheme))
 
-	cacheOpts := cache.Options{}
+	cacheOpts := cache.Options{ByObject: controllers.SecretCacheOptions()}
 	if len(opts.namespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range opts.namespaces {
@@ -118,6 +132,10 @@ func run(ctx context.Context, opts options) error {
 
 	server, err := setupReceiver(ctx, mgr, opts)
 	if err != nil {
+		return err
+	}
+
+	if err := setupControllers(ctx, mgr, opts); err != nil {
 		return err
 	}
 
@@ -197,6 +215,57 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*web
 		return nil, err
 	}
 	return server, nil
+}
+
+// setupControllers registers the ConnectApp and ConnectTenant controllers;
+// they run on the leader only.
+func setupControllers(ctx context.Context, mgr manager.Manager, opts options) error {
+	checkerOpts := tenantcheck.Options{
+		AllowPrivateAddresses: opts.allowPrivateTenants,
+		AllowHTTP:             opts.allowHTTPTenants,
+		MaxConcurrent:         opts.maxVerifications,
+	}
+	if opts.tenantCAFile != "" {
+		pem, err := os.ReadFile(opts.tenantCAFile)
+		if err != nil {
+			return fmt.Errorf("--tenant-ca-file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--tenant-ca-file: %s holds no PEM certificate", opts.tenantCAFile)
+		}
+		checkerOpts.RootCAs = pool
+	}
+	// Secrets are read on demand, never cached cluster-wide.
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return err
+	}
+	m := controllers.NewMetrics(metrics.Registry)
+	tenants := &controllers.TenantReconciler{
+		Client:   mgr.GetClient(),
+		Secrets:  direct,
+		Verifier: tenantcheck.New(checkerOpts),
+		Events:   mgr.GetEventRecorder("tenantry-tenant-controller"),
+		Clock:    clock.RealClock{},
+		Metrics:  m,
+	}
+	if err := tenants.SetupWithManager(mgr, opts.tenantConcurrency); err != nil {
+		return fmt.Errorf("set up the ConnectTenant controller: %w", err)
+	}
+	apps := &controllers.AppReconciler{
+		Client:  mgr.GetClient(),
+		Events:  mgr.GetEventRecorder("tenantry-app-controller"),
+		Clock:   clock.RealClock{},
+		Metrics: m,
+	}
+	if err := apps.SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("set up the ConnectApp controller: %w", err)
+	}
+	return nil
 }
 
 // everyReplica is a Runnable that runs on every replica, not only the

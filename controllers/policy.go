@@ -32,8 +32,10 @@ func effectivePolicy(app *connectv1.ConnectApp) policy {
 	return p
 }
 
+// durationOr is d, or def when d is unset. Zero is a value (an
+// initialDelay of 0s verifies at once); the CRD keeps the others positive.
 func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
-	if d == nil || d.Duration <= 0 {
+	if d == nil {
 		return def
 	}
 	return d.Duration

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
@@ -140,4 +141,9 @@ func (w *world) secretExists(name string) bool {
 // newStrictChecker is a checker without the private-address dev flag.
 func newStrictChecker() *tenantcheck.Checker {
 	return tenantcheck.New(tenantcheck.Options{Resolver: loopbackResolver{}})
+}
+
+func ctrlConfigSkipNameValidation() config.Controller {
+	skip := true
+	return config.Controller{SkipNameValidation: &skip}
 }

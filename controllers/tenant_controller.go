@@ -13,10 +13,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -69,7 +71,7 @@ type TenantReconciler struct {
 // +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connecttenants,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connecttenants/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connecttenants/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile reads the tenant, decides, and patches its status once.
@@ -448,6 +450,15 @@ func equalStatus(a, b connectv1.ConnectTenantStatus) bool {
 	return equality.Semantic.DeepEqual(a, b)
 }
 
+// SecretCacheOptions restricts the manager's Secret cache to the Secrets
+// Tenantry manages, so the operator never caches the cluster's other
+// Secrets. Use it in the manager's cache.Options.ByObject.
+func SecretCacheOptions() map[client.Object]cache.ByObject {
+	return map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{connectv1.LabelManagedBy: connectv1.ManagedByValue})},
+	}
+}
+
 // SetupWithManager registers the controller. Reconciles are rate-limited
 // by the default controller queue and spread by jittered requeues;
 // MaxConcurrentReconciles bounds calls in flight together with the
@@ -455,6 +466,10 @@ func equalStatus(a, b connectv1.ConnectTenantStatus) bool {
 func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&connectv1.ConnectTenant{}).
+		// A Secret written after its tenant (a first install) or deleted
+		// by hand wakes the tenant at once. The cache holds only
+		// Tenantry's Secrets (SecretCacheOptions).
+		Owns(&corev1.Secret{}).
 		Named("connecttenant").
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Complete(r)

@@ -63,6 +63,11 @@ type Options struct {
 	Now func() time.Time
 }
 
+// The receiver writes tenants and their Secrets and reads apps (cache):
+// +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connecttenants,verbs=get;create;update
+// +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connectapps,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
+
 // Receiver is the http.Handler for lifecycle callbacks. Every field but
 // Events, Metrics and Ranges is required.
 type Receiver struct {

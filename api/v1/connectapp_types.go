@@ -300,19 +300,33 @@ type LifecycleURLs struct {
 // TenantCounts counts an app's tenants by phase.
 type TenantCounts struct {
 	// total is the number of the app's tenants, in every phase.
+	// +kubebuilder:default=0
+	// +optional
 	Total int32 `json:"total"`
 	// pending counts tenants not verified yet.
+	// +kubebuilder:default=0
+	// +optional
 	Pending int32 `json:"pending"`
 	// verified counts tenants whose last verification succeeded.
+	// +kubebuilder:default=0
+	// +optional
 	Verified int32 `json:"verified"`
 	// unverified counts tenants whose verification is failing, within the
 	// grace period.
+	// +kubebuilder:default=0
+	// +optional
 	Unverified int32 `json:"unverified"`
 	// rogue counts tenants judged rogue.
+	// +kubebuilder:default=0
+	// +optional
 	Rogue int32 `json:"rogue"`
 	// disabled counts tenants on which the app is disabled.
+	// +kubebuilder:default=0
+	// +optional
 	Disabled int32 `json:"disabled"`
 	// uninstalled counts uninstalled tenants kept for retention.
+	// +kubebuilder:default=0
+	// +optional
 	Uninstalled int32 `json:"uninstalled"`
 }
 

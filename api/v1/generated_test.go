@@ -10,9 +10,9 @@ import (
 	"github.com/tenantry/tenantry/internal/testenv"
 )
 
-// TestGeneratedFilesAreCurrent fails when the committed CRDs or deep copies
-// differ from what the pinned controller-gen makes of the types in this
-// package: run `make generate manifests` and commit the result.
+// TestGeneratedFilesAreCurrent fails when the committed CRDs, deep copies or
+// ClusterRole differ from what the pinned controller-gen makes of the
+// types and RBAC markers: run `make generate manifests` and commit.
 func TestGeneratedFilesAreCurrent(t *testing.T) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -30,6 +30,15 @@ func TestGeneratedFilesAreCurrent(t *testing.T) {
 	}
 
 	compareDirs(t, crds, filepath.Join(root, "config", "crd", "bases"))
+
+	rbac := t.TempDir()
+	cmd = exec.Command("go", "tool", "controller-gen", "rbac:roleName=tenantry",
+		"paths=./controllers/...", "paths=./webhook/...", "output:rbac:artifacts:config="+rbac)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("controller-gen rbac: %v\n%s", err, out)
+	}
+	compareFile(t, filepath.Join(rbac, "role.yaml"), filepath.Join(root, "config", "rbac", "role.yaml"))
 	compareFile(t, filepath.Join(objects, "zz_generated.deepcopy.go"), filepath.Join(root, "api", "v1", "zz_generated.deepcopy.go"))
 }
 
