@@ -281,6 +281,7 @@ type ConnectAppStatus struct {
 	LifecycleURLs *LifecycleURLs `json:"lifecycleUrls,omitempty"`
 
 	// tenants counts the app's tenants by phase.
+	// +kubebuilder:default={}
 	// +optional
 	Tenants TenantCounts `json:"tenants,omitempty"`
 }
