@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -61,6 +62,7 @@ type options struct {
 	tenantCAFile            string
 	maxVerifications        int
 	tenantConcurrency       int
+	devResolveTenantsTo     string
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -83,6 +85,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.tenantCAFile, "tenant-ca-file", "", "PEM bundle of extra CAs trusted for verification calls (tests and demos)")
 	fs.IntVar(&o.maxVerifications, "max-concurrent-verifications", tenantcheck.DefaultMaxConcurrent, "verification calls in flight overall (one per tenant host at a time in any case)")
 	fs.IntVar(&o.tenantConcurrency, "tenant-reconcile-concurrency", 16, "ConnectTenant reconciles in parallel")
+	fs.StringVar(&o.devResolveTenantsTo, "dev-resolve-tenants-to", "", "DEV ONLY: resolve every tenant host to this address (a local fake product); needs --allow-private-tenant-addresses for loopback")
 }
 
 func main() {
@@ -224,6 +227,13 @@ func setupControllers(ctx context.Context, mgr manager.Manager, opts options) er
 		AllowPrivateAddresses: opts.allowPrivateTenants,
 		AllowHTTP:             opts.allowHTTPTenants,
 		MaxConcurrent:         opts.maxVerifications,
+	}
+	if opts.devResolveTenantsTo != "" {
+		addr, err := netip.ParseAddr(opts.devResolveTenantsTo)
+		if err != nil {
+			return fmt.Errorf("--dev-resolve-tenants-to: %w", err)
+		}
+		checkerOpts.Resolver = tenantcheck.StaticResolver{addr}
 	}
 	if opts.tenantCAFile != "" {
 		pem, err := os.ReadFile(opts.tenantCAFile)

@@ -185,6 +185,9 @@ func (r *TenantReconciler) recordVerification(tenant *connectv1.ConnectTenant, r
 	var wait time.Duration
 	switch res.Outcome {
 	case tenantcheck.Verified:
+		if !meta.IsStatusConditionTrue(st.Conditions, connectv1.ConditionVerified) {
+			r.event(tenant, corev1.EventTypeNormal, connectv1.ReasonVerified, "Verify", "the product confirmed the stored shared secret")
+		}
 		st.LastVerifiedAt, st.FailingSince, st.ConsecutiveFailures = ptrTime(now), nil, 0
 		wait = p.interval - r.jitter(time.Duration(float64(p.interval)*jitterFraction))
 		r.setCondition(tenant, connectv1.ConditionVerified, metav1.ConditionTrue, connectv1.ReasonVerified, res.Message)

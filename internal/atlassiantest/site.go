@@ -33,7 +33,7 @@ type Site struct {
 	BasePath string
 
 	mu      sync.Mutex
-	secrets map[string][]byte // app key → shared secret
+	secrets map[string][]byte // host + " " + app key → shared secret; host "" for any
 
 	// Requests counts calls; InFlight and MaxInFlight track concurrency.
 	Requests, InFlight, MaxInFlight atomic.Int64
@@ -42,21 +42,36 @@ type Site struct {
 	Override atomic.Pointer[http.HandlerFunc]
 }
 
-// Know makes the site accept calls from appKey signed with secret.
-func (s *Site) Know(appKey string, secret []byte) {
+// Know makes the site accept calls from appKey signed with secret, on any
+// host it serves.
+func (s *Site) Know(appKey string, secret []byte) { s.KnowOn("", appKey, secret) }
+
+// KnowOn makes the site accept calls from appKey signed with secret on
+// host only: one fake server standing in for many tenants' sites.
+func (s *Site) KnowOn(host, appKey string, secret []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.secrets == nil {
 		s.secrets = map[string][]byte{}
 	}
-	s.secrets[appKey] = secret
+	s.secrets[host+" "+appKey] = secret
 }
 
 // Forget makes the site stop knowing appKey, as after an uninstall.
 func (s *Site) Forget(appKey string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.secrets, appKey)
+	delete(s.secrets, " "+appKey)
+}
+
+func (s *Site) secretFor(host, appKey string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if secret, ok := s.secrets[host+" "+appKey]; ok {
+		return secret, true
+	}
+	secret, ok := s.secrets[" "+appKey]
+	return secret, ok
 }
 
 // SetOverride answers every call with h; nil restores normal answers.
@@ -87,15 +102,17 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	s.mu.Lock()
-	secret, known := s.secrets[appKey]
-	s.mu.Unlock()
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	secret, known := s.secretFor(host, appKey)
 	if !known {
 		http.Error(w, `{"message":"app not installed"}`, http.StatusNotFound)
 		return
 	}
 	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "JWT ")
-	_, err := connectjwt.VerifyHS256(token, secret, connectjwt.Expectations{
+	_, err = connectjwt.VerifyHS256(token, secret, connectjwt.Expectations{
 		Issuer: appKey,
 		QSH:    connectjwt.QueryStringHash(r.Method, r.URL.EscapedPath(), s.BasePath, r.URL.Query()),
 		Leeway: time.Minute,

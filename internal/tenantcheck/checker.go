@@ -67,6 +67,16 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
+// StaticResolver resolves every host name to the same addresses: the
+// --dev-resolve-tenants-to flag, for demos and scale runs on one machine
+// where a fake product stands in for every tenant's site.
+type StaticResolver []netip.Addr
+
+// LookupNetIP returns the fixed addresses.
+func (r StaticResolver) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) {
+	return r, nil
+}
+
 // Options configure a Checker.
 type Options struct {
 	// AllowPrivateAddresses permits loopback and private addresses (the
