@@ -249,15 +249,12 @@ func setupControllers(ctx context.Context, mgr manager.Manager, opts options) er
 		}
 		checkerOpts.RootCAs = pool
 	}
-	// Secrets are read on demand, never cached cluster-wide.
-	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
-	if err != nil {
-		return err
-	}
 	m := controllers.NewMetrics(metrics.Registry)
 	tenants := &controllers.TenantReconciler{
-		Client:   mgr.GetClient(),
-		Secrets:  direct,
+		Client: mgr.GetClient(),
+		// The cache holds only Tenantry's Secrets (SecretCacheOptions);
+		// a stale read is caught by the fingerprint annotation.
+		Secrets:  mgr.GetClient(),
 		Verifier: tenantcheck.New(checkerOpts),
 		Events:   mgr.GetEventRecorder("tenantry-tenant-controller"),
 		Clock:    clock.RealClock{},

@@ -18,10 +18,13 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/tenantcheck"
@@ -56,8 +59,8 @@ const (
 type TenantReconciler struct {
 	// Client reads tenants and apps (from the cache) and writes.
 	Client client.Client
-	// Secrets reads Secrets directly from the API server: Secrets are
-	// never cached cluster-wide.
+	// Secrets reads tenant Secrets: the manager's cache, which holds only
+	// Tenantry's Secrets (SecretCacheOptions), or the API server directly.
 	Secrets client.Reader
 	// Verifier calls tenants back.
 	Verifier Verifier
@@ -468,7 +471,8 @@ func SecretCacheOptions() map[client.Object]cache.ByObject {
 // checker's own limits.
 func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&connectv1.ConnectTenant{}).
+		// The controller's own status patches need no second look.
+		For(&connectv1.ConnectTenant{}, builder.WithPredicates(notStatusOnly())).
 		// A Secret written after its tenant (a first install) or deleted
 		// by hand wakes the tenant at once. The cache holds only
 		// Tenantry's Secrets (SecretCacheOptions).
@@ -476,4 +480,18 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) e
 		Named("connecttenant").
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Complete(r)
+}
+
+// notStatusOnly passes every event except an update that changed nothing
+// but the status (the controller's own writes), which would otherwise
+// trigger a second reconcile of every tenant it touches.
+func notStatusOnly() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		oldObj, newObj := e.ObjectOld, e.ObjectNew
+		return oldObj.GetGeneration() != newObj.GetGeneration() ||
+			!equality.Semantic.DeepEqual(oldObj.GetLabels(), newObj.GetLabels()) ||
+			!equality.Semantic.DeepEqual(oldObj.GetAnnotations(), newObj.GetAnnotations()) ||
+			!equality.Semantic.DeepEqual(oldObj.GetFinalizers(), newObj.GetFinalizers()) ||
+			!oldObj.GetDeletionTimestamp().Equal(newObj.GetDeletionTimestamp())
+	}}
 }
