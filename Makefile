@@ -48,5 +48,5 @@ build: ## Build bin/tenantry.
 	go build -o bin/tenantry .
 
 .PHONY: demo
-demo: ## Start a local control plane, install the CRDs, apply the samples and show them.
+demo: ## Play Tenantry's story on a local control plane with a simulated Atlassian.
 	hack/demo.sh

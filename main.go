@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,7 +86,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.tenantCAFile, "tenant-ca-file", "", "PEM bundle of extra CAs trusted for verification calls (tests and demos)")
 	fs.IntVar(&o.maxVerifications, "max-concurrent-verifications", tenantcheck.DefaultMaxConcurrent, "verification calls in flight overall (one per tenant host at a time in any case)")
 	fs.IntVar(&o.tenantConcurrency, "tenant-reconcile-concurrency", 16, "ConnectTenant reconciles in parallel")
-	fs.StringVar(&o.devResolveTenantsTo, "dev-resolve-tenants-to", "", "DEV ONLY: resolve every tenant host to this address (a local fake product); needs --allow-private-tenant-addresses for loopback")
+	fs.StringVar(&o.devResolveTenantsTo, "dev-resolve-tenants-to", "", "DEV ONLY: send every verification call to this IP or IP:port (a local fake product standing in for every site); needs --allow-private-tenant-addresses for loopback")
 }
 
 func main() {
@@ -110,7 +111,12 @@ func run(ctx context.Context, opts options) error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(connectv1.AddToScheme(scheme))
 
-	cacheOpts := cache.Options{ByObject: controllers.SecretCacheOptions()}
+	cacheOpts := cache.Options{
+		ByObject: controllers.SecretCacheOptions(),
+		// managedFields are a large share of every cached object and
+		// nothing here reads them.
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
 	if len(opts.namespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range opts.namespaces {
@@ -229,11 +235,11 @@ func setupControllers(ctx context.Context, mgr manager.Manager, opts options) er
 		MaxConcurrent:         opts.maxVerifications,
 	}
 	if opts.devResolveTenantsTo != "" {
-		addr, err := netip.ParseAddr(opts.devResolveTenantsTo)
+		addr, port, err := parseDevAddress(opts.devResolveTenantsTo)
 		if err != nil {
 			return fmt.Errorf("--dev-resolve-tenants-to: %w", err)
 		}
-		checkerOpts.Resolver = tenantcheck.StaticResolver{addr}
+		checkerOpts.Resolver, checkerOpts.DevPort = tenantcheck.StaticResolver{addr}, port
 	}
 	if opts.tenantCAFile != "" {
 		pem, err := os.ReadFile(opts.tenantCAFile)
@@ -273,6 +279,15 @@ func setupControllers(ctx context.Context, mgr manager.Manager, opts options) er
 		return fmt.Errorf("set up the ConnectApp controller: %w", err)
 	}
 	return nil
+}
+
+// parseDevAddress reads "IP" or "IP:port".
+func parseDevAddress(v string) (netip.Addr, string, error) {
+	if ap, err := netip.ParseAddrPort(v); err == nil {
+		return ap.Addr(), strconv.Itoa(int(ap.Port())), nil
+	}
+	addr, err := netip.ParseAddr(v)
+	return addr, "", err
 }
 
 // everyReplica is a Runnable that runs on every replica, not only the

@@ -21,7 +21,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"app", "phase"}),
 		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tenantry_tenant_verifications_total",
-			Help: "Verification calls to tenants' products, by app, outcome (Verified, Rejected, Inconclusive) and reason.",
+			Help: "Verification calls to tenants' products, by app (namespace/name), outcome (Verified, Rejected, Inconclusive) and reason.",
 		}, []string{"app", "outcome", "reason"}),
 	}
 	if reg != nil {

@@ -172,7 +172,7 @@ func (r *TenantReconciler) reconcileTenant(ctx context.Context, tenant *connectv
 	res := r.Verifier.Verify(ctx, tenantcheck.Target{
 		BaseURL: tenant.Spec.BaseURL, AppKey: app.Spec.Key, Secret: secret, Timeout: policy.timeout,
 	})
-	r.Metrics.verification(app.Name, res)
+	r.Metrics.verification(app.Namespace+"/"+app.Name, res)
 	next := r.recordVerification(tenant, res, policy, now)
 	if st.Phase != connectv1.PhaseRogue && st.FailingSince != nil && now.Sub(st.FailingSince.Time) >= policy.gracePeriod {
 		return r.judgeRogue(ctx, tenant, policy)

@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tenantry_receiver_requests_total",
-			Help: "Lifecycle callbacks answered by the receiver, by app, event, result (accepted, rejected, error) and reason.",
+			Help: "Lifecycle callbacks answered by the receiver, by app (namespace/name; empty before the payload names one), event, result (accepted, rejected, error) and reason.",
 		}, []string{"app", "event", "result", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tenantry_receiver_request_duration_seconds",

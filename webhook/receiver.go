@@ -153,7 +153,7 @@ func (r *Receiver) answer(w http.ResponseWriter, status int, reason Reason, mess
 func (r *Receiver) record(cb *callback, status int, reason Reason, message string, elapsed time.Duration) {
 	appName := ""
 	if cb.app != nil {
-		appName = cb.app.Name
+		appName = cb.app.Namespace + "/" + cb.app.Name
 	}
 	r.Metrics.observe(appName, cb.event, status, reason, elapsed)
 

@@ -43,14 +43,15 @@ func main() {
 	apps := flag.Int("apps", 10, "ConnectApps to spread them over")
 	workers := flag.Int("c", 32, "concurrent writers while storing tenants")
 	concurrency := flag.Int("verify-concurrency", 32, "the operator's --max-concurrent-verifications and --tenant-reconcile-concurrency")
+	memLimit := flag.String("gomemlimit", "", "GOMEMLIMIT for the operator (the Helm chart derives it from the memory limit); empty leaves Go's default")
 	flag.Parse()
-	if err := run(*tenants, *apps, *workers, *concurrency); err != nil {
+	if err := run(*tenants, *apps, *workers, *concurrency, *memLimit); err != nil {
 		fmt.Fprintln(os.Stderr, "scaletest:", err)
 		os.Exit(1)
 	}
 }
 
-func run(tenantCount, appCount, workers, concurrency int) error {
+func run(tenantCount, appCount, workers, concurrency int, memLimit string) error {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return err
@@ -130,14 +131,18 @@ func run(tenantCount, appCount, workers, concurrency int) error {
 	wg.Wait()
 	fmt.Printf("scaletest: stored %d tenants across %d apps in %s (%d failures)\n", tenantCount, appCount, time.Since(start).Round(time.Millisecond), failures.Load())
 
-	metricsAddr, probeAddr := freeAddr(), freeAddr()
+	addrs := freeAddrs(3)
+	metricsAddr := addrs[1]
 	cmd := exec.Command(binary,
 		"--kubeconfig", env.Kubeconfig, "--namespace", ns,
-		"--receiver-bind-address", freeAddr(), "--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr,
+		"--receiver-bind-address", addrs[0], "--metrics-bind-address", metricsAddr, "--health-probe-bind-address", addrs[2],
 		"--atlassian-ip-ranges", "", "--allow-private-tenant-addresses", "--dev-resolve-tenants-to", "127.0.0.1",
 		"--tenant-ca-file", caFile, "--zap-log-level", "error",
 		"--max-concurrent-verifications", strconv.Itoa(concurrency), "--tenant-reconcile-concurrency", strconv.Itoa(concurrency))
 	cmd.Stderr = os.Stderr
+	if memLimit != "" {
+		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+memLimit)
+	}
 	sweepStart := time.Now()
 	if err := cmd.Start(); err != nil {
 		return err
@@ -147,24 +152,26 @@ func run(tenantCount, appCount, workers, concurrency int) error {
 		_ = cmd.Wait()
 	}()
 
-	var verified int
+	// Watch progress through the operator's own counter: listing ten
+	// thousand tenants every second would load the API server more than
+	// the operator does.
 	for time.Since(sweepStart) < 10*time.Minute {
-		time.Sleep(time.Second)
-		var list connectv1.ConnectTenantList
-		if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
-			return err
-		}
-		verified = 0
-		for _, t := range list.Items {
-			if t.Status.Phase == connectv1.PhaseVerified {
-				verified++
-			}
-		}
-		if verified == tenantCount {
+		time.Sleep(250 * time.Millisecond)
+		if scrape("http://" + metricsAddr + "/metrics")[verifiedTotal] >= float64(tenantCount) {
 			break
 		}
 	}
 	sweep := time.Since(sweepStart)
+	var list connectv1.ConnectTenantList
+	if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	verified := 0
+	for _, t := range list.Items {
+		if t.Status.Phase == connectv1.PhaseVerified {
+			verified++
+		}
+	}
 	metrics := scrape("http://" + metricsAddr + "/metrics")
 	reconciles := metrics[`controller_runtime_reconcile_total{controller="connecttenant",result="success"}`] +
 		metrics[`controller_runtime_reconcile_total{controller="connecttenant",result="requeue_after"}`]
@@ -173,17 +180,27 @@ func run(tenantCount, appCount, workers, concurrency int) error {
 		verified, tenantCount, sweep.Round(100*time.Millisecond), tenantCount, concurrency)
 	fmt.Printf("scaletest: %.0f tenant reconciles (%.0f/s); %.0f API requests by the operator = %.2f per tenant; %d verification calls served by the fake product\n",
 		reconciles, reconciles/sweep.Seconds(), requests, requests/float64(tenantCount), site.Requests.Load())
-	fmt.Printf("scaletest: operator peak RSS %s\n", peakRSS(cmd.Process.Pid))
+	fmt.Printf("scaletest: operator peak RSS %s (GOMEMLIMIT %q)\n", peakRSS(cmd.Process.Pid), memLimit)
 	return nil
 }
 
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+// freeAddrs returns n distinct free loopback addresses, holding all their
+// listeners until every one is chosen so that no two are the same.
+// verifiedTotal is the pseudo-series scrape fills with the successful
+// verifications of every app.
+const verifiedTotal = "verified"
+
+func freeAddrs(n int) []string {
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
 
 // scrape reads a Prometheus text page into series → value.
@@ -207,6 +224,9 @@ func scrape(url string) map[string]float64 {
 		}
 		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
 			out[line[:i]] = v
+			if strings.HasPrefix(line, "tenantry_tenant_verifications_total{") && strings.Contains(line, `outcome="Verified"`) {
+				out[verifiedTotal] += v
+			}
 		}
 	}
 	return out

@@ -1,6 +1,8 @@
 package atlassiantest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -130,7 +132,13 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // CA that the returned pool (and PEM) trusts. Clients reach it by name
 // through a resolver that maps those names to 127.0.0.1.
 func NewTLSServer(h http.Handler) (*httptest.Server, *x509.CertPool, []byte) {
-	caKey, leafKey := NewRSAKey(), NewRSAKey()
+	// The leaf key is ECDSA so that a scale run's many TLS handshakes cost
+	// the fake product little; tenantcheck does not care which.
+	caKey := NewRSAKey()
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
 	now := time.Now()
 	ca := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Tenantry test CA"},

@@ -90,6 +90,10 @@ type Options struct {
 	RootCAs *x509.CertPool
 	// Resolver resolves tenant hosts; nil means net.DefaultResolver.
 	Resolver Resolver
+	// DevPort, when set, replaces the port of every tenant call (with a
+	// StaticResolver: a local fake product behind https://<site>:443
+	// baseUrls). Demos only.
+	DevPort string
 	// MaxResponseBytes caps how much of an answer is read.
 	MaxResponseBytes int64
 	// MaxConcurrent bounds calls in flight overall; each host gets one
@@ -148,8 +152,10 @@ func New(opts Options) *Checker {
 			TLSClientConfig:       tlsConfig,
 			TLSHandshakeTimeout:   5 * time.Second,
 			ResponseHeaderTimeout: DefaultTimeout,
-			MaxIdleConnsPerHost:   1,
-			IdleConnTimeout:       30 * time.Second,
+			// Each tenant host is called once per interval: a kept-alive
+			// connection would never be reused, and ten thousand idle TLS
+			// connections cost hundreds of MiB.
+			DisableKeepAlives: true,
 			// No proxy: an HTTP proxy would dial on our behalf and defeat
 			// the address checks.
 			Proxy: nil,
@@ -185,6 +191,9 @@ func (c *Checker) dial(ctx context.Context, network, address string) (net.Conn, 
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
 		return nil, err
+	}
+	if c.opts.DevPort != "" {
+		port = c.opts.DevPort
 	}
 	var addrs []netip.Addr
 	if ip, err := netip.ParseAddr(host); err == nil {

@@ -1,0 +1,342 @@
+// Command demo plays Tenantry's story on one machine, for `make demo`: a
+// local control plane with the CRDs, the sample ConnectApps, the real
+// tenantry binary, and a simulated Atlassian (install-key server and a
+// product site over TLS) from internal/atlassiantest. It shows a genuine
+// install verified end to end, a forged install refused, a re-install that
+// rotates the secret, a rogue tenant detected and quarantined, and an
+// uninstall; then it stops everything it started.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/tenantstore"
+	"github.com/tenantry/tenantry/internal/testenv"
+)
+
+func main() {
+	binary := flag.String("tenantry", "bin/tenantry", "the tenantry binary to run")
+	workdir := flag.String("workdir", "bin/demo", "where logs and the kubeconfig go")
+	keep := flag.Bool("keep", false, "keep everything running after the story, until Ctrl-C")
+	flag.Parse()
+	if err := run(*binary, *workdir, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+var bold, plain = "", ""
+
+func say(format string, args ...any) {
+	fmt.Printf("\n%s==> %s%s\n", bold, fmt.Sprintf(format, args...), plain)
+}
+
+type demo struct {
+	env      *testenv.Env
+	product  *atlassiantest.Product
+	site     *atlassiantest.Site
+	receiver string
+	metrics  string
+	app      atlassiantest.App
+	appName  string
+}
+
+func run(binary, workdir string, keep bool) error {
+	if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		bold, plain = "\033[1m", "\033[0m"
+	}
+	if err := os.MkdirAll(workdir, 0o755); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	say("Starting kube-apiserver and etcd (built from source by hack/control-plane.sh) with Tenantry's CRDs")
+	env, err := testenv.Start()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = env.Stop() }()
+	d := &demo{env: env, appName: "issue-insights",
+		app: atlassiantest.App{Key: "com.example.issue-insights", BaseURL: "https://connect.example.com/issue-insights"}}
+
+	say("Applying the sample ConnectApps, with demo timings: verify 2s after install, judge rogue after 1m")
+	d.kubectl("apply", "-k", "config/samples")
+	d.kubectl("patch", "capp", d.appName, "--type=merge", "-p",
+		`{"spec":{"tenantPolicy":{"verification":{"initialDelay":"2s","interval":"1m"},"rogue":{"gracePeriod":"1m","action":"Quarantine"}}}}`)
+
+	say("Starting a simulated Atlassian: an install-key server and a product site over TLS")
+	keys := atlassiantest.NewKeyServer()
+	keySrv := httptest.NewServer(keys)
+	defer keySrv.Close()
+	d.product = atlassiantest.NewProduct(keys)
+	d.site = &atlassiantest.Site{}
+	siteSrv, _, caPEM := atlassiantest.NewTLSServer(d.site)
+	defer siteSrv.Close()
+	fmt.Printf("install keys at %s (kid %s); every *.atlassian.net site served at %s\n", keySrv.URL, d.product.Kid, siteSrv.URL)
+
+	files, err := writeFiles(workdir, env, caPEM)
+	if err != nil {
+		return err
+	}
+	addrs := freeAddrs(3)
+	d.receiver, d.metrics = "http://"+addrs[0], addrs[1]
+	args := []string{
+		"--kubeconfig", files.kubeconfig, "--namespace", "default",
+		"--receiver-bind-address", strings.TrimPrefix(d.receiver, "http://"),
+		"--metrics-bind-address", d.metrics, "--health-probe-bind-address", addrs[2],
+		"--install-keys-url", keySrv.URL,
+		"--atlassian-ip-ranges", files.ranges,
+		"--trusted-proxy-cidr", "127.0.0.1/32",
+		"--allow-private-tenant-addresses", "--tenant-ca-file", files.ca,
+		"--dev-resolve-tenants-to", siteSrv.Listener.Addr().String(),
+	}
+	say("Starting tenantry (log: %s)", files.log)
+	fmt.Printf("$ %s %s\n", binary, strings.Join(args, " "))
+	logFile, err := os.Create(files.log)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	op := exec.Command(binary, args...)
+	op.Stdout, op.Stderr = logFile, logFile
+	if err := op.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = op.Process.Signal(syscall.SIGTERM)
+		_ = op.Wait()
+	}()
+	if err := waitReady(ctx, "http://"+addrs[2]+"/readyz"); err != nil {
+		return err
+	}
+
+	if err := d.story(ctx); err != nil {
+		return err
+	}
+
+	say("Where things stand")
+	d.kubectl("get", "capp,ctenant", "-o", "wide")
+	say("A few metrics (http://%s/metrics)", d.metrics)
+	printMetrics("http://"+d.metrics+"/metrics", "tenantry_receiver_requests_total", "tenantry_tenants{", "tenantry_tenant_verifications_total")
+
+	if keep {
+		say("Everything keeps running. In another shell:")
+		fmt.Printf("  export KUBECONFIG=%s PATH=%s:$PATH\n", files.kubeconfig, filepath.Dir(kubectlPath(env)))
+		fmt.Printf("  kubectl get connect; kubectl describe ctenant; curl -s http://%s/metrics | grep tenantry_\n", d.metrics)
+		fmt.Printf("  tail -f %s\n", files.log)
+		fmt.Println("Press Ctrl-C to stop everything.")
+		<-ctx.Done()
+	}
+	say("Stopping tenantry, the simulated Atlassian and the control plane")
+	return nil
+}
+
+// story plays the lifecycle, printing each step.
+func (d *demo) story(ctx context.Context) error {
+	acme := atlassiantest.NewTenant("acme")
+	acme.BaseURL = "https://acme.atlassian.net"
+	d.site.KnowOn("acme.atlassian.net", d.app.Key, []byte(acme.SharedSecret))
+
+	say("1. acme.atlassian.net installs the app: a genuine RS256-signed callback")
+	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, acme), "")
+	d.send(d.product.Callback(atlassiantest.EventEnabled, d.app, acme), "")
+	if err := d.waitFor(ctx, acme, "the tenant is verified by calling acme back", func(t *connectv1.ConnectTenant) bool {
+		return t.Status.Phase == connectv1.PhaseVerified
+	}); err != nil {
+		return err
+	}
+	d.kubectl("get", "ctenant", "-o", "wide")
+
+	say("2. Someone forges an install: the payload is fine, the signature is not Atlassian's")
+	forged := atlassiantest.NewTenant("evil")
+	cb := d.product.Callback(atlassiantest.EventInstalled, d.app, forged)
+	req := atlassiantest.NewRequest(d.receiver+"/installed", cb.Payload, atlassiantest.SignRS256(atlassiantest.NewRSAKey(), d.product.Kid, cb.Claims))
+	d.sendRequest(req)
+	fmt.Println("   (nothing was stored: `kubectl get ctenant` still lists one tenant)")
+
+	say("3. acme re-installs the app with a new shared secret: a rotation")
+	rotated := acme.WithNewSecret()
+	d.site.KnowOn("acme.atlassian.net", d.app.Key, []byte(rotated.SharedSecret))
+	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, rotated), "")
+	if err := d.waitFor(ctx, acme, "the rotation is counted and the new secret verified", func(t *connectv1.ConnectTenant) bool {
+		return t.Status.SecretRotations == 1 && t.Status.Phase == connectv1.PhaseVerified
+	}); err != nil {
+		return err
+	}
+	d.kubectl("get", "ctenant", "-o", "wide")
+
+	say("4. A tenant whose product never confirms its secret: rogue after the 1m grace period")
+	globex := atlassiantest.NewTenant("globex")
+	globex.BaseURL = "https://globex.atlassian.net"
+	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, globex), "")
+	fmt.Println("   (the simulated product answers 401 for it; watching, about a minute)")
+	if err := d.waitFor(ctx, globex, "globex is judged rogue and quarantined", func(t *connectv1.ConnectTenant) bool {
+		return t.Status.Phase == connectv1.PhaseRogue && t.Labels[connectv1.LabelQuarantined] == "true"
+	}); err != nil {
+		return err
+	}
+	d.kubectl("get", "ctenant", "-l", connectv1.LabelQuarantined+"=true")
+
+	say("5. acme uninstalls the app: kept as Uninstalled until the app's retention ends")
+	d.send(d.product.Callback(atlassiantest.EventDisabled, d.app, rotated), "")
+	d.send(d.product.Callback(atlassiantest.EventUninstalled, d.app, rotated), "")
+	return d.waitFor(ctx, acme, "acme is Uninstalled", func(t *connectv1.ConnectTenant) bool {
+		return t.Status.Phase == connectv1.PhaseUninstalled
+	})
+}
+
+func (d *demo) send(cb *atlassiantest.Callback, _ string) {
+	d.sendRequest(d.product.Request(d.receiver, cb))
+}
+
+func (d *demo) sendRequest(req *http.Request) {
+	req.Header.Set("X-Forwarded-For", "127.0.0.1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Printf("   POST %s: %v\n", req.URL.Path, err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	fmt.Printf("   POST %s -> %d %s\n", req.URL.Path, resp.StatusCode, strings.TrimSpace(string(body)))
+}
+
+// waitFor polls the tenant until ok, printing its phase as it changes.
+func (d *demo) waitFor(ctx context.Context, t atlassiantest.Tenant, what string, ok func(*connectv1.ConnectTenant) bool) error {
+	key := types.NamespacedName{Namespace: "default", Name: tenantstore.TenantName(d.appName, t.ClientKey)}
+	deadline := time.Now().Add(3 * time.Minute)
+	last := ""
+	for time.Now().Before(deadline) {
+		tenant := &connectv1.ConnectTenant{}
+		if err := d.env.Client.Get(ctx, key, tenant); err == nil {
+			if phase := string(tenant.Status.Phase); phase != last {
+				fmt.Printf("   %s: phase %s\n", key.Name, phase)
+				last = phase
+			}
+			if ok(tenant) {
+				fmt.Printf("   ✓ %s\n", what)
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("timed out waiting until %s", what)
+}
+
+func (d *demo) kubectl(args ...string) {
+	fmt.Printf("$ kubectl %s\n", strings.Join(args, " "))
+	out, err := d.env.Kubectl(args...)
+	fmt.Print(out)
+	if err != nil {
+		fmt.Println(err)
+	}
+}
+
+type demoFiles struct{ kubeconfig, ca, ranges, log string }
+
+// writeFiles writes what the operator reads: a kubeconfig, the simulated
+// product's CA, and "Atlassian's IP ranges" as this machine's loopback.
+func writeFiles(dir string, env *testenv.Env, caPEM []byte) (demoFiles, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return demoFiles{}, err
+	}
+	f := demoFiles{
+		kubeconfig: filepath.Join(abs, "kubeconfig"), ca: filepath.Join(abs, "ca.pem"),
+		ranges: filepath.Join(abs, "ip-ranges.json"), log: filepath.Join(abs, "tenantry.log"),
+	}
+	kubeconfig, err := os.ReadFile(env.Kubeconfig)
+	if err != nil {
+		return f, err
+	}
+	ranges, _ := json.Marshal(map[string]any{"creationDate": time.Now().Format(time.RFC3339), "syncToken": 1,
+		"items": []map[string]any{{"cidr": "127.0.0.0/8", "product": []string{"jira", "confluence"}}}})
+	for path, data := range map[string][]byte{f.kubeconfig: kubeconfig, f.ca: caPEM, f.ranges: ranges} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+// waitReady polls the operator's readiness probe: ready once its caches
+// are synced and the receiver listens.
+func waitReady(ctx context.Context, readyz string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(readyz)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("tenantry was not ready in 60s; see its log")
+}
+
+func printMetrics(url string, prefixes ...string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	for _, line := range strings.Split(string(body), "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(line, p) && !strings.HasSuffix(line, " 0") {
+				fmt.Println("  " + line)
+			}
+		}
+	}
+}
+
+func kubectlPath(env *testenv.Env) string {
+	root, _ := testenv.RepoRoot()
+	assets, _ := testenv.Assets(root)
+	return filepath.Join(assets, "kubectl")
+}
+
+// freeAddrs returns n distinct free loopback addresses, holding all their
+// listeners until every one is chosen so that no two are the same.
+func freeAddrs(n int) []string {
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
+	}
+	return addrs
+}
