@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -97,7 +96,7 @@ func run(binary, workdir string, keep bool) error {
 	if err != nil {
 		return err
 	}
-	addrs := freeAddrs(3)
+	addrs := testenv.FreeAddrs(3)
 	d.receiver, d.metrics = "http://"+addrs[0], addrs[1]
 	args := []string{
 		"--kubeconfig", files.kubeconfig, "--namespace", "default",
@@ -324,19 +323,4 @@ func kubectlPath(env *testenv.Env) string {
 	root, _ := testenv.RepoRoot()
 	assets, _ := testenv.Assets(root)
 	return filepath.Join(assets, "kubectl")
-}
-
-// freeAddrs returns n distinct free loopback addresses, holding all their
-// listeners until every one is chosen so that no two are the same.
-func freeAddrs(n int) []string {
-	addrs := make([]string, n)
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err)
-		}
-		defer l.Close()
-		addrs[i] = l.Addr().String()
-	}
-	return addrs
 }

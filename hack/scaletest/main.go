@@ -131,7 +131,7 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 	wg.Wait()
 	fmt.Printf("scaletest: stored %d tenants across %d apps in %s (%d failures)\n", tenantCount, appCount, time.Since(start).Round(time.Millisecond), failures.Load())
 
-	addrs := freeAddrs(3)
+	addrs := testenv.FreeAddrs(3)
 	metricsAddr := addrs[1]
 	cmd := exec.Command(binary,
 		"--kubeconfig", env.Kubeconfig, "--namespace", ns,
@@ -184,24 +184,9 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 	return nil
 }
 
-// freeAddrs returns n distinct free loopback addresses, holding all their
-// listeners until every one is chosen so that no two are the same.
 // verifiedTotal is the pseudo-series scrape fills with the successful
 // verifications of every app.
 const verifiedTotal = "verified"
-
-func freeAddrs(n int) []string {
-	addrs := make([]string, n)
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err)
-		}
-		defer l.Close()
-		addrs[i] = l.Addr().String()
-	}
-	return addrs
-}
 
 // scrape reads a Prometheus text page into series → value.
 func scrape(url string) map[string]float64 {

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,4 +159,20 @@ func Assets(root string) (string, error) {
 			time.Since(start).Round(time.Second), err)
 	}
 	return strings.TrimSpace(stdout.String()), nil
+}
+
+// FreeAddrs returns n distinct free 127.0.0.1 addresses for servers a tool
+// starts, holding every listener until all are chosen so that no two are
+// the same.
+func FreeAddrs(n int) []string {
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
+	}
+	return addrs
 }
