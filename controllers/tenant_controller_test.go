@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -249,5 +250,29 @@ func TestOrphanedTenantIsKept(t *testing.T) {
 	}
 	if cond := meta.FindStatusCondition(tenant.Status.Conditions, connectv1.ConditionReady); cond == nil || cond.Reason != connectv1.ReasonAppMissing {
 		t.Errorf("Ready %+v, want reason AppMissing", cond)
+	}
+}
+
+func TestOrphanedSecretIsDeleted(t *testing.T) {
+	w := newWorld(t, nil)
+	ctx := context.Background()
+	orphan := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+		Name: "issue-insights-0123456789abcdef", Namespace: w.app.Namespace,
+		Labels: map[string]string{connectv1.LabelManagedBy: connectv1.ManagedByValue},
+	}}
+	foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "someone-elses", Namespace: w.app.Namespace}}
+	for _, s := range []*corev1.Secret{orphan, foreign} {
+		if err := env.Client.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The Secret's watch enqueues its (missing) tenant by name.
+	w.reconcile(orphan.Name)
+	w.reconcile(foreign.Name)
+	if w.secretExists(orphan.Name) {
+		t.Errorf("a Tenantry Secret whose tenant is gone was kept")
+	}
+	if !w.secretExists(foreign.Name) {
+		t.Errorf("a Secret Tenantry does not manage was deleted")
 	}
 }
