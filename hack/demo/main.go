@@ -139,7 +139,7 @@ func run(binary, workdir string, keep bool) error {
 
 	if keep {
 		say("Everything keeps running. In another shell:")
-		fmt.Printf("  export KUBECONFIG=%s PATH=%s:$PATH\n", files.kubeconfig, filepath.Dir(kubectlPath(env)))
+		fmt.Printf("  export KUBECONFIG=%s PATH=%s:$PATH\n", files.kubeconfig, filepath.Dir(kubectlPath()))
 		fmt.Printf("  kubectl get connect; kubectl describe ctenant; curl -s http://%s/metrics | grep tenantry_\n", d.metrics)
 		fmt.Printf("  tail -f %s\n", files.log)
 		fmt.Println("Press Ctrl-C to stop everything.")
@@ -156,8 +156,8 @@ func (d *demo) story(ctx context.Context) error {
 	d.site.KnowOn("acme.atlassian.net", d.app.Key, []byte(acme.SharedSecret))
 
 	say("1. acme.atlassian.net installs the app: a genuine RS256-signed callback")
-	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, acme), "")
-	d.send(d.product.Callback(atlassiantest.EventEnabled, d.app, acme), "")
+	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, acme))
+	d.send(d.product.Callback(atlassiantest.EventEnabled, d.app, acme))
 	if err := d.waitFor(ctx, acme, "the tenant is verified by calling acme back", func(t *connectv1.ConnectTenant) bool {
 		return t.Status.Phase == connectv1.PhaseVerified
 	}); err != nil {
@@ -175,7 +175,7 @@ func (d *demo) story(ctx context.Context) error {
 	say("3. acme re-installs the app with a new shared secret: a rotation")
 	rotated := acme.WithNewSecret()
 	d.site.KnowOn("acme.atlassian.net", d.app.Key, []byte(rotated.SharedSecret))
-	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, rotated), "")
+	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, rotated))
 	if err := d.waitFor(ctx, acme, "the rotation is counted and the new secret verified", func(t *connectv1.ConnectTenant) bool {
 		return t.Status.SecretRotations == 1 && t.Status.Phase == connectv1.PhaseVerified
 	}); err != nil {
@@ -186,7 +186,7 @@ func (d *demo) story(ctx context.Context) error {
 	say("4. A tenant whose product never confirms its secret: rogue after the 1m grace period")
 	globex := atlassiantest.NewTenant("globex")
 	globex.BaseURL = "https://globex.atlassian.net"
-	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, globex), "")
+	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, globex))
 	fmt.Println("   (the simulated product answers 401 for it; watching, about a minute)")
 	if err := d.waitFor(ctx, globex, "globex is judged rogue and quarantined", func(t *connectv1.ConnectTenant) bool {
 		return t.Status.Phase == connectv1.PhaseRogue && t.Labels[connectv1.LabelQuarantined] == "true"
@@ -196,14 +196,14 @@ func (d *demo) story(ctx context.Context) error {
 	d.kubectl("get", "ctenant", "-l", connectv1.LabelQuarantined+"=true")
 
 	say("5. acme uninstalls the app: kept as Uninstalled until the app's retention ends")
-	d.send(d.product.Callback(atlassiantest.EventDisabled, d.app, rotated), "")
-	d.send(d.product.Callback(atlassiantest.EventUninstalled, d.app, rotated), "")
+	d.send(d.product.Callback(atlassiantest.EventDisabled, d.app, rotated))
+	d.send(d.product.Callback(atlassiantest.EventUninstalled, d.app, rotated))
 	return d.waitFor(ctx, acme, "acme is Uninstalled", func(t *connectv1.ConnectTenant) bool {
 		return t.Status.Phase == connectv1.PhaseUninstalled
 	})
 }
 
-func (d *demo) send(cb *atlassiantest.Callback, _ string) {
+func (d *demo) send(cb *atlassiantest.Callback) {
 	d.sendRequest(d.product.Request(d.receiver, cb))
 }
 
@@ -319,7 +319,7 @@ func printMetrics(url string, prefixes ...string) {
 	}
 }
 
-func kubectlPath(env *testenv.Env) string {
+func kubectlPath() string {
 	root, _ := testenv.RepoRoot()
 	assets, _ := testenv.Assets(root)
 	return filepath.Join(assets, "kubectl")
