@@ -50,6 +50,9 @@ type options struct {
 	probeAddr               string
 	leaderElect             bool
 	leaderElectionNamespace string
+	leaseDuration           time.Duration
+	renewDeadline           time.Duration
+	retryPeriod             time.Duration
 	installKeysURLs         stringList
 	ipRanges                string
 	ipRangesRefresh         time.Duration
@@ -73,6 +76,9 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect one leader among replicas to run the controllers (the receiver runs on every replica)")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
+	fs.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's lease lasts without renewal; a leader killed without stepping down is replaced after at most this plus the retry period")
+	fs.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it steps down")
+	fs.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire or renew the lease")
 	fs.Var(&o.installKeysURLs, "install-keys-url", "install-key server to ask for every kid, in order; repeatable; replaces the choice by tenant host (production, staging, FedRAMP)")
 	fs.StringVar(&o.ipRanges, "atlassian-ip-ranges", ipranges.DefaultURL, "file path or URL of Atlassian's published IP ranges (JSON); empty disables loading, so apps in Enforce mode answer 503")
 	fs.DurationVar(&o.ipRangesRefresh, "atlassian-ip-ranges-refresh", time.Hour, "how often to reload --atlassian-ip-ranges")
@@ -131,6 +137,9 @@ func run(ctx context.Context, opts options) error {
 		LeaderElection:          opts.leaderElect,
 		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: opts.leaderElectionNamespace,
+		LeaseDuration:           &opts.leaseDuration,
+		RenewDeadline:           &opts.renewDeadline,
+		RetryPeriod:             &opts.retryPeriod,
 		// Step down at once on shutdown, so another replica takes over
 		// without waiting for the lease to expire.
 		LeaderElectionReleaseOnCancel: true,
