@@ -21,6 +21,7 @@ generate: ## Generate deep-copy functions for api/.
 .PHONY: manifests
 manifests: ## Generate the CRDs into config/crd/bases and the ClusterRole into config/rbac.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	cp config/crd/bases/*.yaml charts/tenantry/crds/
 	$(CONTROLLER_GEN) rbac:roleName=tenantry paths=./controllers/... paths=./webhook/... output:rbac:artifacts:config=config/rbac
 
 .PHONY: fmt

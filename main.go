@@ -39,6 +39,9 @@ import (
 	"github.com/tenantry/tenantry/webhook"
 )
 
+// version is set at build time (-ldflags "-X main.version=…").
+var version = "dev"
+
 // leaderElectionID names the Lease the replicas compete for.
 const leaderElectionID = "tenantry.connect.tenantry.dev"
 
@@ -160,7 +163,7 @@ func run(ctx context.Context, opts options) error {
 	utilruntime.Must(mgr.AddHealthzCheck("ping", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("receiver", server.ReadyCheck))
 
-	log.Info("starting tenantry", "receiver", opts.receiverAddr, "namespaces", opts.namespaces.String())
+	log.Info("starting tenantry", "version", version, "receiver", opts.receiverAddr, "namespaces", opts.namespaces.String())
 	return mgr.Start(ctx)
 }
 

@@ -42,8 +42,9 @@ type Env struct {
 }
 
 // Start builds or reuses the control-plane binaries, starts them and
-// installs the CRDs from config/crd/bases.
-func Start() (*Env, error) {
+// installs the CRDs from config/crd/bases, plus any in extraCRDPaths
+// (files or directories).
+func Start(extraCRDPaths ...string) (*Env, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -60,7 +61,7 @@ func Start() (*Env, error) {
 		Scheme: scheme,
 		env: &envtest.Environment{
 			BinaryAssetsDirectory: assets,
-			CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+			CRDDirectoryPaths:     append([]string{filepath.Join(root, "config", "crd", "bases")}, extraCRDPaths...),
 			ErrorIfCRDPathMissing: true,
 			Scheme:                scheme,
 		},
