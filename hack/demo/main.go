@@ -145,6 +145,10 @@ func run(binary, workdir string, keep bool) error {
 		fmt.Println("Press Ctrl-C to stop everything.")
 		<-ctx.Done()
 	}
+	if !keep {
+		fmt.Println("\nTo explore it yourself, run `DEMO_KEEP=1 make demo`: everything stays up, with the")
+		fmt.Println("KUBECONFIG, metrics URL and log printed, until you press Ctrl-C.")
+	}
 	say("Stopping tenantry, the simulated Atlassian and the control plane")
 	return nil
 }
