@@ -32,6 +32,10 @@ fmt: ## gofmt every Go file.
 vet: ## go vet.
 	go vet ./...
 
+.PHONY: test-reliability
+test-reliability: ## Run the reliability suite (minutes; see docs/reliability.md).
+	hack/test.sh -tags reliability -timeout 20m ./reliability/...
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 20s).
 	hack/fuzz.sh

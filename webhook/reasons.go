@@ -15,7 +15,7 @@ type Reason string
 const (
 	ReasonStored                 Reason = "Stored"        // 204: written
 	ReasonUnchanged              Reason = "Unchanged"     // 204: nothing to write (a retry)
-	ReasonUnknownTenantUninstall Reason = "UnknownTenant" // 204: signed uninstall of a tenant never stored
+	ReasonUnknownTenantUninstall Reason = "UnknownTenantIgnored" // 204: signed uninstall of a tenant never stored
 
 	ReasonNotFound         Reason = "NotFound"                  // 404: no app serves this path
 	ReasonMethodNotAllowed Reason = "MethodNotAllowed"          // 405

@@ -35,8 +35,10 @@ func main() {
 	binary := flag.String("tenantry", "bin/tenantry", "the tenantry binary to run")
 	workdir := flag.String("workdir", "bin/demo", "where logs and the kubeconfig go")
 	keep := flag.Bool("keep", false, "keep everything running after the story, until Ctrl-C")
+	logLevel := flag.String("log-level", "info", "tenantry's --zap-log-level")
+	dump := flag.String("dump", "", "if set, write events, statuses, metrics and the secrets and tokens the story used into this directory before stopping (for the secret-hygiene test)")
 	flag.Parse()
-	if err := run(*binary, *workdir, *keep); err != nil {
+	if err := run(*binary, *workdir, *keep, *logLevel, *dump); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -49,16 +51,19 @@ func say(format string, args ...any) {
 }
 
 type demo struct {
-	env      *testenv.Env
-	product  *atlassiantest.Product
-	site     *atlassiantest.Site
-	receiver string
-	metrics  string
-	app      atlassiantest.App
-	appName  string
+	// sensitive collects every shared secret and token the story sends,
+	// for --dump.
+	sensitive []string
+	env       *testenv.Env
+	product   *atlassiantest.Product
+	site      *atlassiantest.Site
+	receiver  string
+	metrics   string
+	app       atlassiantest.App
+	appName   string
 }
 
-func run(binary, workdir string, keep bool) error {
+func run(binary, workdir string, keep bool, logLevel, dump string) error {
 	if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 		bold, plain = "\033[1m", "\033[0m"
 	}
@@ -107,6 +112,7 @@ func run(binary, workdir string, keep bool) error {
 		"--trusted-proxy-cidr", "127.0.0.1/32",
 		"--allow-private-tenant-addresses", "--tenant-ca-file", files.ca,
 		"--dev-resolve-tenants-to", siteSrv.Listener.Addr().String(),
+		"--zap-log-level", logLevel,
 	}
 	say("Starting tenantry (log: %s)", files.log)
 	fmt.Printf("$ %s %s\n", binary, strings.Join(args, " "))
@@ -137,6 +143,11 @@ func run(binary, workdir string, keep bool) error {
 	say("A few metrics (http://%s/metrics)", d.metrics)
 	printMetrics("http://"+d.metrics+"/metrics", "tenantry_receiver_requests_total", "tenantry_tenants{", "tenantry_tenant_verifications_total")
 
+	if dump != "" {
+		if err := d.dump(dump, files.log); err != nil {
+			return err
+		}
+	}
 	if keep {
 		say("Everything keeps running. In another shell:")
 		fmt.Printf("  export KUBECONFIG=%s PATH=%s:$PATH\n", files.kubeconfig, filepath.Dir(kubectlPath()))
@@ -157,6 +168,7 @@ func run(binary, workdir string, keep bool) error {
 func (d *demo) story(ctx context.Context) error {
 	acme := atlassiantest.NewTenant("acme")
 	acme.BaseURL = "https://acme.atlassian.net"
+	d.sensitive = append(d.sensitive, acme.SharedSecret)
 	d.site.KnowOn("acme.atlassian.net", d.app.Key, []byte(acme.SharedSecret))
 
 	say("1. acme.atlassian.net installs the app: a genuine RS256-signed callback")
@@ -171,6 +183,7 @@ func (d *demo) story(ctx context.Context) error {
 
 	say("2. Someone forges an install: the payload is fine, the signature is not Atlassian's")
 	forged := atlassiantest.NewTenant("evil")
+	d.sensitive = append(d.sensitive, forged.SharedSecret)
 	cb := d.product.Callback(atlassiantest.EventInstalled, d.app, forged)
 	req := atlassiantest.NewRequest(d.receiver+"/installed", cb.Payload, atlassiantest.SignRS256(atlassiantest.NewRSAKey(), d.product.Kid, cb.Claims))
 	d.sendRequest(req)
@@ -178,6 +191,7 @@ func (d *demo) story(ctx context.Context) error {
 
 	say("3. acme re-installs the app with a new shared secret: a rotation")
 	rotated := acme.WithNewSecret()
+	d.sensitive = append(d.sensitive, rotated.SharedSecret)
 	d.site.KnowOn("acme.atlassian.net", d.app.Key, []byte(rotated.SharedSecret))
 	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, rotated))
 	if err := d.waitFor(ctx, acme, "the rotation is counted and the new secret verified", func(t *connectv1.ConnectTenant) bool {
@@ -190,6 +204,7 @@ func (d *demo) story(ctx context.Context) error {
 	say("4. A tenant whose product never confirms its secret: rogue after the 1m grace period")
 	globex := atlassiantest.NewTenant("globex")
 	globex.BaseURL = "https://globex.atlassian.net"
+	d.sensitive = append(d.sensitive, globex.SharedSecret)
 	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, globex))
 	fmt.Println("   (the simulated product answers 401 for it; watching, about a minute)")
 	if err := d.waitFor(ctx, globex, "globex is judged rogue and quarantined", func(t *connectv1.ConnectTenant) bool {
@@ -213,6 +228,9 @@ func (d *demo) send(cb *atlassiantest.Callback) {
 
 func (d *demo) sendRequest(req *http.Request) {
 	req.Header.Set("X-Forwarded-For", "127.0.0.1")
+	if token, ok := strings.CutPrefix(req.Header.Get("Authorization"), "JWT "); ok {
+		d.sensitive = append(d.sensitive, token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Printf("   POST %s: %v\n", req.URL.Path, err)
@@ -221,6 +239,53 @@ func (d *demo) sendRequest(req *http.Request) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	fmt.Printf("   POST %s -> %d %s\n", req.URL.Path, resp.StatusCode, strings.TrimSpace(string(body)))
+}
+
+// dump writes what an operator or attacker could see (events, statuses,
+// metrics, the log) next to what must never appear in it (every secret
+// and token the story sent), for the secret-hygiene test.
+func (d *demo) dump(dir, logPath string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	outputs := map[string][]string{
+		"events.yaml":      {"get", "events.events.k8s.io", "-A", "-o", "yaml"},
+		"core-events.yaml": {"get", "events", "-A", "-o", "yaml"},
+		"tenants.yaml":     {"get", "connecttenants", "-A", "-o", "yaml"},
+		"apps.yaml":        {"get", "connectapps", "-A", "-o", "yaml"},
+		"describe.txt":     {"describe", "connecttenants", "-A"},
+		"leases.yaml":      {"get", "leases", "-A", "-o", "yaml"},
+	}
+	for name, args := range outputs {
+		out, err := d.env.Kubectl(args...)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(out), 0o600); err != nil {
+			return err
+		}
+	}
+	resp, err := http.Get("http://" + d.metrics + "/metrics")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	metrics, _ := io.ReadAll(resp.Body)
+	logData, err := os.ReadFile(logPath)
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{
+		"metrics.txt":   metrics,
+		"tenantry.log":  logData,
+		"sensitive.txt": []byte(strings.Join(d.sensitive, "\n") + "\n"),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // waitFor polls the tenant until ok, printing its phase as it changes.
