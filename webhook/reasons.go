@@ -13,8 +13,8 @@ type Reason string
 
 // Reasons, grouped by the status they answer with.
 const (
-	ReasonStored                 Reason = "Stored"        // 204: written
-	ReasonUnchanged              Reason = "Unchanged"     // 204: nothing to write (a retry)
+	ReasonStored                 Reason = "Stored"               // 204: written
+	ReasonUnchanged              Reason = "Unchanged"            // 204: nothing to write (a retry)
 	ReasonUnknownTenantUninstall Reason = "UnknownTenantIgnored" // 204: signed uninstall of a tenant never stored
 
 	ReasonNotFound         Reason = "NotFound"                  // 404: no app serves this path
