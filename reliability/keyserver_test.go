@@ -85,7 +85,7 @@ func TestFaultyKeyServers(t *testing.T) {
 			case <-time.After(30 * time.Second):
 			case <-r.Context().Done():
 			}
-		}, "timeout"},
+		}, "no answer within 3s"},
 		{"huge body", func(w http.ResponseWriter, _ *http.Request) {
 			chunk := []byte(strings.Repeat("A", 1<<16))
 			for range 1 << 10 { // 64 MiB if anyone read it all

@@ -227,6 +227,10 @@ func (s *Source) fetchOne(ctx context.Context, server, kid string) (key *rsa.Pub
 	s.fetches.Add(1)
 	resp, err := s.client.Do(req)
 	if err != nil {
+		var netErr net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()) {
+			return nil, false, fmt.Errorf("%s: no answer within %s", target, s.opts.RequestTimeout)
+		}
 		return nil, false, fmt.Errorf("%s: %v", target, err)
 	}
 	defer resp.Body.Close()
