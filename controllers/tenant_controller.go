@@ -62,6 +62,10 @@ type TenantReconciler struct {
 	// Secrets reads tenant Secrets: the manager's cache, which holds only
 	// Tenantry's Secrets (SecretCacheOptions), or the API server directly.
 	Secrets client.Reader
+	// APIReader reads from the API server, bypassing the cache, where a
+	// stale cache could cause harm (deleting a Secret whose tenant the
+	// cache has not seen yet); nil means Client.
+	APIReader client.Reader
 	// Verifier calls tenants back.
 	Verifier Verifier
 	Events   events.EventRecorder
@@ -82,9 +86,7 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	tenant := &connectv1.ConnectTenant{}
 	if err := r.Client.Get(ctx, req.NamespacedName, tenant); err != nil {
 		if apierrors.IsNotFound(err) {
-			// Gone without its finalizer running (forced removal): its
-			// Secret must not outlive it.
-			return ctrl.Result{}, r.deleteSecret(ctx, req.NamespacedName)
+			return ctrl.Result{}, r.deleteOrphanedSecret(ctx, req.NamespacedName)
 		}
 		return ctrl.Result{}, err
 	}
@@ -396,6 +398,26 @@ func (r *TenantReconciler) deleteTenant(ctx context.Context, tenant *connectv1.C
 	}
 	tenant.DeletionTimestamp = ptrTime(r.Clock.Now())
 	return r.finalize(ctx, tenant)
+}
+
+// deleteOrphanedSecret deletes the Secret of a tenant that is gone
+// without its finalizer running (forced removal). The cache is not proof
+// that the tenant is gone: the receiver creates a tenant and then its
+// Secret, and the Secret's event can arrive before the tenant's, so the
+// API server is asked before anything is deleted.
+func (r *TenantReconciler) deleteOrphanedSecret(ctx context.Context, key types.NamespacedName) error {
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	err := reader.Get(ctx, key, &connectv1.ConnectTenant{})
+	switch {
+	case err == nil:
+		return nil // the cache is behind; the tenant's own event follows
+	case !apierrors.IsNotFound(err):
+		return err
+	}
+	return r.deleteSecret(ctx, key)
 }
 
 // deleteSecret deletes a tenant Secret, but only one Tenantry manages.

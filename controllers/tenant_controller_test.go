@@ -7,8 +7,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
@@ -274,5 +279,30 @@ func TestOrphanedSecretIsDeleted(t *testing.T) {
 	}
 	if !w.secretExists(foreign.Name) {
 		t.Errorf("a Secret Tenantry does not manage was deleted")
+	}
+}
+
+// TestStaleCacheNeverDeletesASecret: the receiver creates a tenant and
+// then its Secret; the Secret's event may reach the controller before its
+// cache has the tenant. A tenant missing from the cache but present in the
+// API server must keep its Secret.
+func TestStaleCacheNeverDeletesASecret(t *testing.T) {
+	w := newWorld(t, nil)
+	acme := atlassiantest.NewTenant("fresh")
+	name := w.install(acme, acme.SharedSecret)
+	stale := interceptor.NewClient(watchClient(t), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if _, ok := obj.(*connectv1.ConnectTenant); ok {
+				return apierrors.NewNotFound(connectv1.GroupVersion.WithResource("connecttenants").GroupResource(), key.Name)
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+	})
+	w.tenant.Client, w.tenant.APIReader = stale, env.Client
+	if _, err := w.tenant.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: w.app.Namespace, Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+	if !w.secretExists(name) {
+		t.Fatal("the Secret of a tenant the cache had not seen yet was deleted")
 	}
 }
