@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,21 +105,21 @@ func TestVerify(t *testing.T) {
 func TestVerifyReadsBoundedBody(t *testing.T) {
 	f := newFixture(t, "", Options{AllowPrivateAddresses: true, MaxResponseBytes: 1 << 20})
 	chunk := make([]byte, 1<<20)
-	var written int
+	var written atomic.Int64 // the handler may still run when Verify returns
 	f.site.SetOverride(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		for range 100 { // 100 MB if anyone read it all
 			if _, err := w.Write(chunk); err != nil {
 				return
 			}
-			written++
+			written.Add(1)
 		}
 	})
 	res := f.checker.Verify(context.Background(), Target{BaseURL: f.baseURL("acme.atlassian.net", ""), AppKey: appKey, Secret: []byte("s"), Timeout: 5 * time.Second})
 	if res.Outcome != Verified {
 		t.Fatalf("got %s %s", res.Outcome, res.Reason)
 	}
-	if written >= 100 {
+	if written.Load() >= 100 {
 		t.Errorf("the client read the whole 100 MB body")
 	}
 }
