@@ -1,0 +1,125 @@
+//go:build reliability
+
+package reliability
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/tenantstore"
+)
+
+// loadResult counts what the clients of installUnderLoad saw.
+type loadResult struct {
+	tenants     []atlassiantest.Tenant
+	ackedBy     []bool // ackedBy[i]: tenant i got a 2xx
+	acked       int64
+	unavailable int64 // 503 answers
+	failed      int64 // transport errors and other non-2xx answers, all retried
+	gaveUp      int64
+	elapsed     time.Duration
+}
+
+// installUnderLoad sends one signed install for each of n new tenants to
+// receiverURL from workers clients, retrying every failure every 100 ms
+// (up to 200 times), as Atlassian retries a callback that was not
+// acknowledged.
+func installUnderLoad(product *atlassiantest.Product, target atlassiantest.App, receiverURL string, n, workers int) *loadResult {
+	res := &loadResult{tenants: make([]atlassiantest.Tenant, n), ackedBy: make([]bool, n)}
+	for i := range res.tenants {
+		res.tenants[i] = atlassiantest.NewTenant("site")
+	}
+	var acked, unavailable, failed, gaveUp, next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				cb := product.Callback(atlassiantest.EventInstalled, target, res.tenants[i])
+				for attempt := 0; ; attempt++ {
+					if attempt == 200 {
+						gaveUp.Add(1)
+						break
+					}
+					resp, err := http.DefaultClient.Do(product.Request(receiverURL, cb))
+					if err == nil {
+						resp.Body.Close()
+						if resp.StatusCode == http.StatusNoContent {
+							acked.Add(1)
+							res.ackedBy[i] = true
+							break
+						}
+						if resp.StatusCode == http.StatusServiceUnavailable {
+							unavailable.Add(1)
+						} else {
+							failed.Add(1)
+						}
+					} else {
+						failed.Add(1)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.acked, res.unavailable, res.failed, res.gaveUp = acked.Load(), unavailable.Load(), failed.Load(), gaveUp.Load()
+	return res
+}
+
+// storedCheck is what the API server holds after a load run.
+type storedCheck struct {
+	stored  int // tenants stored with the secret they were sent
+	lost    int // acknowledged but not stored with the right secret
+	objects int // ConnectTenants in the namespace
+}
+
+// checkStored reads the API server directly, not through any fault.
+func checkStored(t *testing.T, app *connectv1.ConnectApp, res *loadResult) storedCheck {
+	t.Helper()
+	ctx := context.Background()
+	store := &tenantstore.Store{Client: env.Client, Scheme: env.Scheme}
+	var c storedCheck
+	for i, tn := range res.tenants {
+		tenant, err := store.Get(ctx, app, tn.ClientKey)
+		var secret []byte
+		if err == nil {
+			secret, err = store.SharedSecret(ctx, tenant)
+		}
+		switch {
+		case err == nil && string(secret) == tn.SharedSecret:
+			c.stored++
+		case res.ackedBy[i]:
+			c.lost++
+		}
+	}
+	var list connectv1.ConnectTenantList
+	if err := env.Client.List(ctx, &list, client.InNamespace(app.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	c.objects = len(list.Items)
+	return c
+}
+
+// assertNothingLost fails unless every tenant was acknowledged and is
+// stored exactly once with its secret.
+func assertNothingLost(t *testing.T, res *loadResult, c storedCheck) {
+	t.Helper()
+	n := len(res.tenants)
+	if c.lost != 0 || int(res.acked) != n || c.stored != n || c.objects != n {
+		t.Errorf("acked %d, stored %d, lost %d, objects %d; want all %d stored exactly once, none lost", res.acked, c.stored, c.lost, c.objects, n)
+	}
+}
