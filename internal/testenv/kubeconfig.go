@@ -8,7 +8,10 @@ import (
 
 // kubeconfigFor renders cfg, which authenticates with a client certificate,
 // as a kubeconfig file.
-func kubeconfigFor(cfg *rest.Config) ([]byte, error) {
+func kubeconfigFor(cfg *rest.Config) ([]byte, error) { return kubeconfigAs(cfg, "") }
+
+// kubeconfigAs is kubeconfigFor, impersonating user when it is set.
+func kubeconfigAs(cfg *rest.Config, user string) ([]byte, error) {
 	const name = "tenantry-test"
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters[name] = &clientcmdapi.Cluster{
@@ -19,6 +22,7 @@ func kubeconfigFor(cfg *rest.Config) ([]byte, error) {
 		ClientCertificateData: cfg.CertData,
 		ClientKeyData:         cfg.KeyData,
 		Token:                 cfg.BearerToken,
+		Impersonate:           user,
 	}
 	kc.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name, Namespace: "default"}
 	kc.CurrentContext = name

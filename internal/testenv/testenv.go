@@ -95,6 +95,23 @@ func (e *Env) init() error {
 	return os.WriteFile(e.Kubeconfig, kubeconfig, 0o600)
 }
 
+// KubeconfigAs writes a kubeconfig that impersonates user (for example
+// "system:serviceaccount:tenantry:tenantry"), so a process runs with
+// exactly that identity's RBAC, and returns its path.
+func (e *Env) KubeconfigAs(user string) (string, error) {
+	data, err := kubeconfigAs(e.Config, user)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(e.dir, "kubeconfig-as-")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	_, err = f.Write(data)
+	return f.Name(), err
+}
+
 // Stop stops the control plane and removes its temporary files.
 func (e *Env) Stop() error {
 	if e.dir != "" {
