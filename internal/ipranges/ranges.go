@@ -2,227 +2,312 @@ package ipranges
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// maxDocumentBytes caps the ranges document: today's is under 100 KiB.
-const maxDocumentBytes = 4 << 20
+const (
+	// DefaultRefreshInterval is Run's interval when given none. Atlassian
+	// changes its ranges a few times a year and announces changes ahead.
+	DefaultRefreshInterval = time.Hour
+	// DefaultRetryInterval is the first retry after a failed load; each
+	// further failure doubles it, up to the refresh interval. Short,
+	// because until the first load succeeds Enforce-mode apps answer 503.
+	DefaultRetryInterval = 30 * time.Second
+	// defaultFetchTimeout bounds one download by the default client.
+	defaultFetchTimeout = 30 * time.Second
+	// maxRedirects bounds the default client's redirects.
+	maxRedirects = 5
+)
 
-// DefaultURL is where Atlassian publishes its ranges.
-const DefaultURL = "https://ip-ranges.atlassian.com/"
-
-// document is the published JSON.
-type document struct {
-	CreationDate string `json:"creationDate"`
-	SyncToken    any    `json:"syncToken"`
-	Items        []struct {
-		CIDR    string   `json:"cidr"`
-		Product []string `json:"product"`
-	} `json:"items"`
-}
-
-// Parse reads a ranges document. A document with no usable prefix, or any
-// item that does not parse, is refused whole: a corrupted download must
-// never replace a good set (and an empty set would lock every tenant out).
-// products, when set, keeps only items naming one of them.
-func Parse(body []byte, products []string) ([]netip.Prefix, error) {
-	if len(body) > maxDocumentBytes {
-		return nil, fmt.Errorf("the ranges document is over %d bytes", maxDocumentBytes)
-	}
-	var doc document
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, fmt.Errorf("the ranges document is not valid JSON: %v", err)
-	}
-	var prefixes []netip.Prefix
-	for i, item := range doc.Items {
-		p, err := netip.ParsePrefix(strings.TrimSpace(item.CIDR))
-		if err != nil {
-			return nil, fmt.Errorf("item %d: cidr %q: %v", i, item.CIDR, err)
-		}
-		if len(products) > 0 && !slices.ContainsFunc(item.Product, func(p string) bool { return slices.Contains(products, p) }) {
-			continue
-		}
-		prefixes = append(prefixes, p.Masked())
-	}
-	if len(prefixes) == 0 {
-		return nil, errors.New("the ranges document lists no usable prefix")
-	}
-	return prefixes, nil
-}
-
-// Set is an immutable set of prefixes.
-type Set struct {
-	v4, v6 []netip.Prefix
-}
-
-// NewSet builds a set from prefixes.
-func NewSet(prefixes []netip.Prefix) *Set {
-	s := &Set{}
-	for _, p := range prefixes {
-		if p.Addr().Is4() {
-			s.v4 = append(s.v4, p.Masked())
-		} else {
-			s.v6 = append(s.v6, p.Masked())
-		}
-	}
-	return s
-}
-
-// Contains reports whether addr is in the set. IPv4-mapped IPv6 addresses
-// count as IPv4. A linear scan: a few hundred prefixes take well under a
-// microsecond, less than building a trie would save.
-func (s *Set) Contains(addr netip.Addr) bool {
-	addr = addr.Unmap()
-	list := s.v6
-	if addr.Is4() {
-		list = s.v4
-	}
-	for _, p := range list {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
-}
-
-// Len is the number of prefixes.
-func (s *Set) Len() int { return len(s.v4) + len(s.v6) }
-
-// Ranges is the live set, refreshed from a file or URL. Lookups never
-// block: the current set is swapped atomically.
+// Ranges is the live set of Atlassian's prefixes, loaded from Source.
+// Lookups never block: the set in use is swapped atomically. Set the
+// fields before the first Refresh or Run and do not change them after.
 type Ranges struct {
-	// Source is a file path or an http(s) URL.
+	// Source is a file path or an http(s) URL, e.g. DefaultURL.
 	Source string
-	// Products filters items by product; empty keeps all (Atlassian
-	// advises allow-listing every network).
+	// Products keeps only items naming one of these products; empty
+	// keeps every item, as Atlassian advises (see Parse).
 	Products []string
-	// Client fetches URLs; nil means a client with a 30 s timeout.
+	// Client fetches URLs; nil means a client with a 30 s timeout that
+	// refuses redirects from https to http.
 	Client *http.Client
-	// OnRefresh, if set, is told the outcome of every load.
+	// OnRefresh, if set, is told the outcome of every load: the number of
+	// prefixes in use and nil, or 0 and the error (the last good set
+	// stays in use). It runs on the refreshing goroutine; keep it short.
 	OnRefresh func(prefixes int, err error)
+	// RetryInterval is Run's first retry after a failure; zero means
+	// DefaultRetryInterval.
+	RetryInterval time.Duration
+	// Now is the clock for LastSuccess; nil means time.Now.
+	Now func() time.Time
+	// After waits between Run's loads; nil means time.After. Tests
+	// inject a channel they fire.
+	After func(time.Duration) <-chan time.Time
 
-	current     atomic.Pointer[Set]
-	mu          sync.Mutex
+	current atomic.Pointer[Set]
+
+	refreshing sync.Mutex // one load at a time; guards the validators
+	etag       string     // validators of the document in use, if from Source
+	modified   string
+
+	mu          sync.Mutex // guards the outcome below
 	lastErr     error
 	lastSuccess time.Time
-	etag        string
 }
 
-// NewStatic returns Ranges that always hold prefixes (tests, air-gapped
-// installs with a fixed list).
+// NewStatic returns Ranges that hold prefixes from the start, with no
+// source (tests, air-gapped installs with a fixed list).
 func NewStatic(prefixes []netip.Prefix) *Ranges {
 	r := &Ranges{}
 	r.current.Store(NewSet(prefixes))
 	return r
 }
 
-// Loaded reports whether a set has ever been loaded.
+// Loaded reports whether a set has been loaded. The receiver answers 503
+// (retry later) until it has, rather than 403.
 func (r *Ranges) Loaded() bool { return r.current.Load() != nil }
 
-// Contains reports whether addr is in the current set (false before the
-// first load).
-func (r *Ranges) Contains(addr netip.Addr) bool {
-	s := r.current.Load()
-	return s != nil && s.Contains(addr)
-}
+// Contains reports whether addr is in the set in use; false before the
+// first load. See Set.Contains.
+func (r *Ranges) Contains(addr netip.Addr) bool { return r.current.Load().Contains(addr) }
 
-// Status returns the time of the last successful load and the error of
-// the last load, if it failed.
-func (r *Ranges) Status() (time.Time, error) {
+// Set returns the set in use, nil before the first load.
+func (r *Ranges) Set() *Set { return r.current.Load() }
+
+// LastSuccess returns when a load last succeeded (a 304 counts); zero if
+// none has.
+func (r *Ranges) LastSuccess() time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.lastSuccess, r.lastErr
+	return r.lastSuccess
 }
 
-// Refresh loads the source once. On failure the previous set stays.
+// LastError returns the error of the last load, nil if it succeeded.
+func (r *Ranges) LastError() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastErr
+}
+
+// Refresh loads Source once and, if the document is good, puts its set in
+// use. On any failure the previous set stays, and the error is returned,
+// recorded for LastError and passed to OnRefresh; a failure caused by ctx
+// ending is only returned, so a shutdown does not raise an alarm.
 func (r *Ranges) Refresh(ctx context.Context) error {
-	body, notModified, err := r.read(ctx)
-	var prefixes []netip.Prefix
-	if err == nil && !notModified {
-		prefixes, err = Parse(body, r.Products)
+	r.refreshing.Lock()
+	defer r.refreshing.Unlock()
+	err := r.load(ctx)
+	if err != nil && ctx.Err() != nil {
+		return err
 	}
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	n := 0
 	r.mu.Lock()
 	r.lastErr = err
 	if err == nil {
-		r.lastSuccess = time.Now()
-		if !notModified {
-			r.current.Store(NewSet(prefixes))
-		}
+		r.lastSuccess = now()
+		n = r.current.Load().Len()
 	}
 	r.mu.Unlock()
 	if r.OnRefresh != nil {
-		r.OnRefresh(len(prefixes), err)
+		r.OnRefresh(n, err)
 	}
 	return err
 }
 
-// Run refreshes every interval until ctx ends. It loads once at once.
+// load reads, parses and swaps in the document; r.refreshing is held.
+func (r *Ranges) load(ctx context.Context) error {
+	if r.Source == "" {
+		return errors.New("load IP ranges: no source configured")
+	}
+	var body []byte
+	var etag, modified string
+	var err error
+	if isURL(r.Source) {
+		var notModified bool
+		body, etag, modified, notModified, err = r.fetch(ctx)
+		if err != nil {
+			return fmt.Errorf("fetch IP ranges from %s: %w", r.sourceName(), err)
+		}
+		if notModified {
+			return nil
+		}
+	} else if body, err = readFile(r.Source); err != nil {
+		return fmt.Errorf("read IP ranges from %s: %w", r.sourceName(), err)
+	}
+	prefixes, err := Parse(body, r.Products)
+	if err != nil {
+		return fmt.Errorf("IP ranges from %s refused, keeping the last good set: %w", r.sourceName(), err)
+	}
+	r.current.Store(NewSet(prefixes))
+	// Validators are kept only for a document that was put in use: a 304
+	// must never confirm a document that was refused.
+	r.etag, r.modified = etag, modified
+	return nil
+}
+
+// sourceName is Source for messages, without a URL's password.
+func (r *Ranges) sourceName() string {
+	if u, err := url.Parse(r.Source); err == nil && isURL(r.Source) {
+		return u.Redacted()
+	}
+	return r.Source
+}
+
+// isURL tells a URL from a file path. Any "scheme://" is taken for a URL,
+// so that an unsupported scheme fails as such, not as a missing file.
+func isURL(source string) bool { return strings.Contains(source, "://") }
+
+// fetch downloads the document, conditionally once a set from Source is
+// in use.
+func (r *Ranges) fetch(ctx context.Context) (body []byte, etag, modified string, notModified bool, err error) {
+	u, err := url.Parse(r.Source)
+	if err != nil {
+		return nil, "", "", false, err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, "", "", false, fmt.Errorf("unsupported scheme %q", u.Scheme)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.Source, nil)
+	if err != nil {
+		return nil, "", "", false, err
+	}
+	req.Header.Set("Accept", "application/json")
+	conditional := r.Loaded() && (r.etag != "" || r.modified != "")
+	if conditional {
+		if r.etag != "" {
+			req.Header.Set("If-None-Match", r.etag)
+		}
+		if r.modified != "" {
+			req.Header.Set("If-Modified-Since", r.modified)
+		}
+	}
+	client := r.Client
+	if client == nil {
+		client = defaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, "", "", false, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotModified && conditional:
+		return nil, "", "", true, nil
+	case resp.StatusCode != http.StatusOK:
+		return nil, "", "", false, fmt.Errorf("the server answered %s", resp.Status)
+	case resp.ContentLength > MaxDocumentBytes:
+		return nil, "", "", false, fmt.Errorf("the document is %d bytes, over %d", resp.ContentLength, MaxDocumentBytes)
+	}
+	body, err = readCapped(resp.Body)
+	if err != nil {
+		return nil, "", "", false, err
+	}
+	return body, resp.Header.Get("ETag"), resp.Header.Get("Last-Modified"), false, nil
+}
+
+var defaultClient = &http.Client{
+	Timeout: defaultFetchTimeout,
+	CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("more than %d redirects", maxRedirects)
+		}
+		if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+			return errors.New("refusing a redirect from https to http")
+		}
+		return nil
+	},
+}
+
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	// A FIFO or device could block or never end.
+	if !info.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	if info.Size() > MaxDocumentBytes {
+		return nil, fmt.Errorf("the file is %d bytes, over %d", info.Size(), MaxDocumentBytes)
+	}
+	return readCapped(f)
+}
+
+// readCapped reads at most MaxDocumentBytes, and fails rather than
+// truncate: a truncated document could still parse.
+func readCapped(rd io.Reader) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(rd, MaxDocumentBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > MaxDocumentBytes {
+		return nil, fmt.Errorf("the document is over %d bytes", MaxDocumentBytes)
+	}
+	return body, nil
+}
+
+// Run loads Source at once, then every interval (DefaultRefreshInterval
+// if zero or less) until ctx ends. After a failure it retries sooner:
+// RetryInterval, doubling with each further failure, never longer than
+// interval. Outcomes are reported as Refresh reports them.
 func (r *Ranges) Run(ctx context.Context, interval time.Duration) {
-	_ = r.Refresh(ctx)
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	if interval <= 0 {
+		interval = DefaultRefreshInterval
+	}
+	retry := r.RetryInterval
+	if retry <= 0 {
+		retry = DefaultRetryInterval
+	}
+	after := r.After
+	if after == nil {
+		after = time.After
+	}
+	failures := 0
 	for {
+		if err := r.Refresh(ctx); err != nil {
+			failures++
+		} else {
+			failures = 0
+		}
+		if ctx.Err() != nil {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			_ = r.Refresh(ctx)
+		case <-after(nextDelay(interval, retry, failures)):
 		}
 	}
 }
 
-func (r *Ranges) read(ctx context.Context) ([]byte, bool, error) {
-	if !strings.HasPrefix(r.Source, "http://") && !strings.HasPrefix(r.Source, "https://") {
-		f, err := os.Open(r.Source)
-		if err != nil {
-			return nil, false, fmt.Errorf("read ranges: %w", err)
-		}
-		defer f.Close()
-		body, err := io.ReadAll(io.LimitReader(f, maxDocumentBytes+1))
-		return body, false, err
+// nextDelay is interval after a success, else retry doubled for each
+// failure after the first, capped at interval.
+func nextDelay(interval, retry time.Duration, failures int) time.Duration {
+	if failures == 0 {
+		return interval
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.Source, nil)
-	if err != nil {
-		return nil, false, err
+	d := retry
+	for i := 1; i < failures && d < interval; i++ {
+		d *= 2
 	}
-	r.mu.Lock()
-	if r.etag != "" && r.Loaded() {
-		req.Header.Set("If-None-Match", r.etag)
-	}
-	r.mu.Unlock()
-	client := r.Client
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, false, fmt.Errorf("fetch ranges: %w", err)
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusNotModified:
-		return nil, true, nil
-	case http.StatusOK:
-	default:
-		return nil, false, fmt.Errorf("fetch ranges: %s answered %d", r.Source, resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocumentBytes+1))
-	if err != nil {
-		return nil, false, fmt.Errorf("fetch ranges: %w", err)
-	}
-	r.mu.Lock()
-	r.etag = resp.Header.Get("ETag")
-	r.mu.Unlock()
-	return body, false, nil
+	return min(d, interval)
 }
