@@ -89,7 +89,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", webhook.DefaultMaxBodyBytes, "largest lifecycle callback body accepted")
 	fs.DurationVar(&o.clockSkew, "clock-skew", webhook.DefaultClockSkew, "leeway on the callbacks' exp and iat claims")
 	fs.Float64Var(&o.ratePerSource, "rate-limit-per-source", 50, "callbacks per second allowed from one source address (burst twice that); 0 disables")
-	fs.Float64Var(&o.rateTotal, "rate-limit-total", 500, "callbacks per second allowed overall (burst twice that); 0 disables")
+	fs.Float64Var(&o.rateTotal, "rate-limit-total", 500, "authenticated callbacks per second allowed to write, overall (burst twice that); 0 disables")
 	fs.BoolVar(&o.allowPrivateTenants, "allow-private-tenant-addresses", false, "DEV ONLY: let verification calls reach loopback and private addresses (link-local and metadata addresses stay refused)")
 	fs.BoolVar(&o.allowHTTPTenants, "allow-http-tenants", false, "DEV ONLY: let verification calls use http baseUrls")
 	fs.StringVar(&o.tenantCAFile, "tenant-ca-file", "", "PEM bundle of extra CAs trusted for verification calls (tests and demos)")

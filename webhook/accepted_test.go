@@ -3,7 +3,9 @@ package webhook_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 
@@ -223,6 +225,29 @@ func TestRateLimit(t *testing.T) {
 	}
 	if got[0] != 204 || got[1] != 204 || got[2] != 429 || got[3] != 429 {
 		t.Errorf("statuses %v, want [204 204 429 429]", got)
+	}
+}
+
+// TestForgedFloodCannotSpendTheOverallBudget: the overall limit protects
+// the API server, so only authenticated callbacks spend it; forged
+// requests from many addresses must not starve genuine installs.
+func TestForgedFloodCannotSpendTheOverallBudget(t *testing.T) {
+	h := newHarness(t, withRateLimits(webhook.RateLimits{Total: 0.001, TotalBurst: 2}))
+	impostor := atlassiantest.NewRSAKey()
+	for i := range 10 {
+		cb := h.callback("installed", atlassiantest.NewTenant("forged"))
+		req := atlassiantest.NewRequest(h.url+"/installed", cb.Payload, atlassiantest.SignRS256(impostor, product.Kid, cb.Claims))
+		if status, reason := h.send(req); status != http.StatusUnauthorized {
+			t.Fatalf("forged request %d: %d %s, want 401", i, status, reason)
+		}
+	}
+	var got []string
+	for range 3 {
+		status, reason := h.deliver(h.callback("installed", atlassiantest.NewTenant("genuine")))
+		got = append(got, fmt.Sprintf("%d %s", status, reason))
+	}
+	if want := []string{"204 ", "204 ", "429 RateLimited"}; !slices.Equal(got, want) {
+		t.Errorf("genuine installs after the flood: %q, want %q", got, want)
 	}
 }
 

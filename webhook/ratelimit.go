@@ -16,16 +16,19 @@ const maxTrackedSources = 50_000
 // RateLimits configures the receiver's two token buckets. Atlassian's
 // callbacks come from a handful of egress addresses, many tenants at once,
 // so the per-source limit must be generous; its job is to stop one abusive
-// client from starving the others, and the overall limit protects the API
-// server.
+// client from starving the others, and it is checked before any other
+// work. The overall limit protects the API server, so it is spent only by
+// authenticated callbacks about to write: a forged flood from many
+// addresses is refused by verification and cannot use up the budget that
+// genuine installs need.
 type RateLimits struct {
 	// PerSource is the sustained callbacks per second allowed from one
 	// source (an IPv4 address or an IPv6 /64); 0 disables the limit.
 	PerSource float64
 	// PerSourceBurst is the burst allowed from one source.
 	PerSourceBurst int
-	// Total is the sustained callbacks per second allowed overall; 0
-	// disables the limit.
+	// Total is the sustained authenticated callbacks per second allowed
+	// to write, overall; 0 disables the limit.
 	Total float64
 	// TotalBurst is the overall burst.
 	TotalBurst int
@@ -47,11 +50,13 @@ func newRateLimiter(l RateLimits) *rateLimiter {
 	return r
 }
 
-// allow reports whether a callback from addr may proceed now.
-func (r *rateLimiter) allow(addr netip.Addr, now time.Time) bool {
-	if r.limits.PerSource > 0 && !r.sourceLimiter(addr, now).AllowN(now, 1) {
-		return false
-	}
+// allowSource reports whether a callback from addr may be looked at now.
+func (r *rateLimiter) allowSource(addr netip.Addr, now time.Time) bool {
+	return r.limits.PerSource <= 0 || r.sourceLimiter(addr, now).AllowN(now, 1)
+}
+
+// allowWrite reports whether an authenticated callback may write now.
+func (r *rateLimiter) allowWrite(now time.Time) bool {
 	return r.total == nil || r.total.AllowN(now, 1)
 }
 

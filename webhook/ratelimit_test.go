@@ -14,7 +14,7 @@ func TestRateLimiter(t *testing.T) {
 	tests := []struct {
 		name   string
 		limits RateLimits
-		calls  []netip.Addr
+		calls  []netip.Addr // sources of callbacks; each that passes then asks to write
 		want   []bool
 	}{
 		{"off", RateLimits{}, []netip.Addr{a, a, a}, []bool{true, true, true}},
@@ -26,16 +26,28 @@ func TestRateLimiter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRateLimiter(tt.limits)
 			for i, addr := range tt.calls {
-				if got := r.allow(addr, now); got != tt.want[i] {
-					t.Errorf("call %d from %s: allow = %v, want %v", i, addr, got, tt.want[i])
+				if got := r.allowSource(addr, now) && r.allowWrite(now); got != tt.want[i] {
+					t.Errorf("call %d from %s: allowed = %v, want %v", i, addr, got, tt.want[i])
 				}
 			}
 		})
 	}
 
+	t.Run("sources do not spend the write budget", func(t *testing.T) {
+		r := newRateLimiter(RateLimits{PerSource: 100, PerSourceBurst: 100, Total: 1, TotalBurst: 1})
+		for range 50 {
+			if !r.allowSource(a, now) {
+				t.Fatal("source refused within its burst")
+			}
+		}
+		if !r.allowWrite(now) || r.allowWrite(now) {
+			t.Errorf("write budget: want exactly the burst of 1 left after 50 source checks")
+		}
+	})
+
 	t.Run("refills", func(t *testing.T) {
 		r := newRateLimiter(RateLimits{PerSource: 1, PerSourceBurst: 1})
-		if !r.allow(a, now) || r.allow(a, now) || !r.allow(a, now.Add(time.Second)) {
+		if !r.allowSource(a, now) || r.allowSource(a, now) || !r.allowSource(a, now.Add(time.Second)) {
 			t.Errorf("bucket did not refill after one second")
 		}
 	})

@@ -183,6 +183,9 @@ func (r *Receiver) handle(req *http.Request, cb *callback) (Reason, error) {
 	if err != nil {
 		return "", err
 	}
+	if !r.limiter.allowWrite(r.Options.Now()) {
+		return "", reject(http.StatusTooManyRequests, ReasonRateLimited, "too many callbacks to store at once; retry in a second")
+	}
 	return r.store(req.Context(), cb.app, cb.event, p)
 }
 
@@ -208,8 +211,8 @@ func (r *Receiver) admit(req *http.Request, cb *callback) (*payload, error) {
 		return nil, reject(http.StatusForbidden, ReasonSourceUnknown, "cannot tell the client address: %v", err)
 	}
 	cb.source = source
-	if !r.limiter.allow(source, r.Options.Now()) {
-		return nil, reject(http.StatusTooManyRequests, ReasonRateLimited, "too many callbacks; retry in a second")
+	if !r.limiter.allowSource(source, r.Options.Now()) {
+		return nil, reject(http.StatusTooManyRequests, ReasonRateLimited, "too many callbacks from %s; retry in a second", source)
 	}
 	if err := r.checkSourceForRoutes(routes, source); err != nil {
 		return nil, err

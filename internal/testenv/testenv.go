@@ -57,8 +57,22 @@ func Start(extraCRDPaths ...string) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	dir, err := os.MkdirTemp("", "tenantry-testenv-")
+	if err != nil {
+		return nil, err
+	}
+	// A CertDir of our own survives the API server's stop (envtest removes
+	// and regenerates a directory it allocated), so RestartAPIServer brings
+	// the same server back on the same port with the same certificates and
+	// every client configured before the restart still works.
+	certDir := filepath.Join(dir, "apiserver")
+	if err := os.Mkdir(certDir, 0o700); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
 	e := &Env{
 		Scheme: scheme,
+		dir:    dir,
 		env: &envtest.Environment{
 			BinaryAssetsDirectory: assets,
 			CRDDirectoryPaths:     append([]string{filepath.Join(root, "config", "crd", "bases")}, extraCRDPaths...),
@@ -66,10 +80,12 @@ func Start(extraCRDPaths ...string) (*Env, error) {
 			Scheme:                scheme,
 		},
 	}
+	e.env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir}
 	if e.Config, err = e.env.Start(); err != nil {
 		// envtest leaves etcd and kube-apiserver running when a later step
 		// of Start (installing the CRDs, say) fails.
 		_ = e.env.Stop()
+		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start control plane from %s: %w", assets, err)
 	}
 	if err := e.init(); err != nil {
@@ -83,9 +99,6 @@ func (e *Env) init() error {
 	var err error
 	if e.Client, err = client.New(e.Config, client.Options{Scheme: e.Scheme}); err != nil {
 		return fmt.Errorf("build client: %w", err)
-	}
-	if e.dir, err = os.MkdirTemp("", "tenantry-testenv-"); err != nil {
-		return err
 	}
 	kubeconfig, err := kubeconfigFor(e.Config)
 	if err != nil {
@@ -112,12 +125,26 @@ func (e *Env) KubeconfigAs(user string) (string, error) {
 	return f.Name(), err
 }
 
+// StopAPIServer stops the kube-apiserver process (etcd keeps running, with
+// its data), as an API server restart or crash looks to its clients.
+func (e *Env) StopAPIServer() error {
+	return e.env.ControlPlane.GetAPIServer().Stop()
+}
+
+// StartAPIServer starts the kube-apiserver stopped by StopAPIServer again,
+// on the same address with the same certificates, and returns once it
+// reports healthy.
+func (e *Env) StartAPIServer() error {
+	return e.env.ControlPlane.GetAPIServer().Start()
+}
+
 // Stop stops the control plane and removes its temporary files.
 func (e *Env) Stop() error {
+	err := e.env.Stop()
 	if e.dir != "" {
 		_ = os.RemoveAll(e.dir)
 	}
-	return e.env.Stop()
+	return err
 }
 
 // Kubectl runs the kubectl built beside the API server against it and
