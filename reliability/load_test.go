@@ -4,6 +4,7 @@ package reliability
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -23,21 +24,29 @@ type loadResult struct {
 	ackedBy     []bool // ackedBy[i]: tenant i got a 2xx
 	acked       int64
 	unavailable int64 // 503 answers
+	limited     int64 // 429 answers: the receiver's per-source rate limit
 	failed      int64 // transport errors and other non-2xx answers, all retried
 	gaveUp      int64
 	elapsed     time.Duration
 }
 
-// installUnderLoad sends one signed install for each of n new tenants to
-// receiverURL from workers clients, retrying every failure every 100 ms
-// (up to 200 times), as Atlassian retries a callback that was not
-// acknowledged.
-func installUnderLoad(product *atlassiantest.Product, target atlassiantest.App, receiverURL string, n, workers int) *loadResult {
-	res := &loadResult{tenants: make([]atlassiantest.Tenant, n), ackedBy: make([]bool, n)}
-	for i := range res.tenants {
-		res.tenants[i] = atlassiantest.NewTenant("site")
+// newTenants returns n new tenants, each on its own site: prefix-0,
+// prefix-1, … .atlassian.net.
+func newTenants(n int, prefix string) []atlassiantest.Tenant {
+	tenants := make([]atlassiantest.Tenant, n)
+	for i := range tenants {
+		tenants[i] = atlassiantest.NewTenant(fmt.Sprintf("%s-%d", prefix, i))
 	}
-	var acked, unavailable, failed, gaveUp, next atomic.Int64
+	return tenants
+}
+
+// installUnderLoad sends one signed install for each tenant to receiverURL
+// from workers clients, retrying every failure every 100 ms (for a minute
+// at most), as Atlassian retries a callback that was not acknowledged.
+func installUnderLoad(product *atlassiantest.Product, target atlassiantest.App, receiverURL string, tenants []atlassiantest.Tenant, workers int) *loadResult {
+	n := len(tenants)
+	res := &loadResult{tenants: tenants, ackedBy: make([]bool, n)}
+	var acked, unavailable, limited, failed, gaveUp, next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range workers {
@@ -49,7 +58,7 @@ func installUnderLoad(product *atlassiantest.Product, target atlassiantest.App, 
 				}
 				cb := product.Callback(atlassiantest.EventInstalled, target, res.tenants[i])
 				for attempt := 0; ; attempt++ {
-					if attempt == 200 {
+					if attempt == 600 {
 						gaveUp.Add(1)
 						break
 					}
@@ -61,9 +70,12 @@ func installUnderLoad(product *atlassiantest.Product, target atlassiantest.App, 
 							res.ackedBy[i] = true
 							break
 						}
-						if resp.StatusCode == http.StatusServiceUnavailable {
+						switch resp.StatusCode {
+						case http.StatusServiceUnavailable:
 							unavailable.Add(1)
-						} else {
+						case http.StatusTooManyRequests:
+							limited.Add(1)
+						default:
 							failed.Add(1)
 						}
 					} else {
@@ -76,7 +88,7 @@ func installUnderLoad(product *atlassiantest.Product, target atlassiantest.App, 
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
-	res.acked, res.unavailable, res.failed, res.gaveUp = acked.Load(), unavailable.Load(), failed.Load(), gaveUp.Load()
+	res.acked, res.unavailable, res.limited, res.failed, res.gaveUp = acked.Load(), unavailable.Load(), limited.Load(), failed.Load(), gaveUp.Load()
 	return res
 }
 
@@ -112,6 +124,17 @@ func checkStored(t *testing.T, app *connectv1.ConnectApp, res *loadResult) store
 	}
 	c.objects = len(list.Items)
 	return c
+}
+
+// String reports the client side of a run.
+func (r *loadResult) String() string {
+	return fmt.Sprintf("sent %d, acked %d, 503s %d, 429s %d, other failures %d (all retried), gave up %d; %s",
+		len(r.tenants), r.acked, r.unavailable, r.limited, r.failed, r.gaveUp, r.elapsed.Round(time.Millisecond))
+}
+
+// String reports the server side of a run.
+func (c storedCheck) String() string {
+	return fmt.Sprintf("stored %d, lost %d, tenant objects %d", c.stored, c.lost, c.objects)
 }
 
 // assertNothingLost fails unless every tenant was acknowledged and is

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -61,14 +60,7 @@ func TestRunsUnderChartRBAC(t *testing.T) {
 	ks := httptest.NewServer(keys)
 	defer ks.Close()
 	product := atlassiantest.NewProduct(keys)
-	site := &atlassiantest.Site{}
-	siteSrv, _, caPEM := atlassiantest.NewTLSServer(site)
-	defer siteSrv.Close()
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	site := newTenantSite(t)
 
 	app := &connectv1.ConnectApp{
 		ObjectMeta: metav1.ObjectMeta{Name: "issue-insights", Namespace: watchedNS},
@@ -80,35 +72,20 @@ func TestRunsUnderChartRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	binary := filepath.Join(dir, "tenantry")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	kubeconfig, err := env.KubeconfigAs(serviceAccount)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addrs := testenv.FreeAddrs(2)
 	logs := &lockedBuffer{}
-	op := exec.Command(binary, "--kubeconfig", kubeconfig, "--namespace", watchedNS,
+	op := startOperatorLogging(t, logs, append([]string{"--kubeconfig", kubeconfig, "--namespace", watchedNS,
 		"--leader-elect", "--leader-election-namespace", releaseNS,
-		"--receiver-bind-address", addrs[0], "--metrics-bind-address", "0", "--health-probe-bind-address", addrs[1],
-		"--install-keys-url", ks.URL, "--atlassian-ip-ranges", "",
-		"--allow-private-tenant-addresses", "--tenant-ca-file", caFile, "--dev-resolve-tenants-to", siteSrv.Listener.Addr().String())
-	op.Stdout, op.Stderr = logs, logs
-	if err := op.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = op.Process.Kill(); _ = op.Wait() }()
-	waitListening(t, "http://"+addrs[0])
+		"--install-keys-url", ks.URL, "--zap-log-level", "info"}, site.flags...)...)
 
 	acme := atlassiantest.NewTenant("acme")
 	acme.BaseURL = "https://acme.atlassian.net"
 	target := atlassiantest.App{Key: app.Spec.Key, BaseURL: app.Spec.BaseURL}
 	site.KnowOn("acme.atlassian.net", app.Spec.Key, []byte(acme.SharedSecret))
-	resp, err := http.DefaultClient.Do(product.Request("http://"+addrs[0], product.Callback(atlassiantest.EventInstalled, target, acme)))
+	resp, err := http.DefaultClient.Do(product.Request(op.receiver, product.Callback(atlassiantest.EventInstalled, target, acme)))
 	if err != nil {
 		t.Fatal(err)
 	}

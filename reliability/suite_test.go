@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -37,6 +38,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	_ = env.Stop()
+	if tenantryBin != "" {
+		_ = os.RemoveAll(filepath.Dir(tenantryBin))
+	}
 	os.Exit(code)
 }
 

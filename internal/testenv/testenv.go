@@ -13,7 +13,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -38,7 +40,8 @@ type Env struct {
 	// Kubeconfig is a kubeconfig file for Config, for kubectl.
 	Kubeconfig string
 
-	dir string
+	dir     string
+	certDir string // the API server's; it names its process too
 }
 
 // Start builds or reuses the control-plane binaries, starts them and
@@ -71,8 +74,9 @@ func Start(extraCRDPaths ...string) (*Env, error) {
 		return nil, err
 	}
 	e := &Env{
-		Scheme: scheme,
-		dir:    dir,
+		Scheme:  scheme,
+		dir:     dir,
+		certDir: certDir,
 		env: &envtest.Environment{
 			BinaryAssetsDirectory: assets,
 			CRDDirectoryPaths:     append([]string{filepath.Join(root, "config", "crd", "bases")}, extraCRDPaths...),
@@ -125,13 +129,49 @@ func (e *Env) KubeconfigAs(user string) (string, error) {
 	return f.Name(), err
 }
 
-// StopAPIServer stops the kube-apiserver process (etcd keeps running, with
-// its data), as an API server restart or crash looks to its clients.
-func (e *Env) StopAPIServer() error {
+// KillAPIServer SIGKILLs the kube-apiserver process, as a crash or a node
+// failure does (etcd keeps running, with its data), and returns once the
+// process is gone. StartAPIServer brings it back.
+func (e *Env) KillAPIServer() error {
+	pid, err := e.apiServerPID()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill kube-apiserver (pid %d): %w", pid, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		// envtest reaps the process; after that it has no /proc entry.
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kube-apiserver (pid %d) still there 10s after SIGKILL", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Stop finds the process exited and only resets envtest's state.
 	return e.env.ControlPlane.GetAPIServer().Stop()
 }
 
-// StartAPIServer starts the kube-apiserver stopped by StopAPIServer again,
+// apiServerPID finds this Env's kube-apiserver among the running processes
+// by its certificate directory, which is unique to it.
+func (e *Env) apiServerPID() (int, error) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if filepath.Base(args[0]) == "kube-apiserver" && strings.Contains(string(cmdline), e.certDir) {
+			return strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		}
+	}
+	return 0, fmt.Errorf("no kube-apiserver process with --cert-dir %s", e.certDir)
+}
+
+// StartAPIServer starts the kube-apiserver killed by KillAPIServer again,
 // on the same address with the same certificates, and returns once it
 // reports healthy.
 func (e *Env) StartAPIServer() error {
