@@ -160,9 +160,10 @@ type tenantSite struct {
 	flags []string
 }
 
-func newTenantSite(t *testing.T) *tenantSite {
+// newTenantSite starts the site; every answer takes latency at least.
+func newTenantSite(t *testing.T, latency time.Duration) *tenantSite {
 	t.Helper()
-	site := &atlassiantest.Site{}
+	site := &atlassiantest.Site{Latency: latency}
 	srv, _, caPEM := atlassiantest.NewTLSServer(site)
 	t.Cleanup(srv.Close)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")

@@ -60,7 +60,7 @@ func TestRunsUnderChartRBAC(t *testing.T) {
 	ks := httptest.NewServer(keys)
 	defer ks.Close()
 	product := atlassiantest.NewProduct(keys)
-	site := newTenantSite(t)
+	site := newTenantSite(t, 0)
 
 	app := &connectv1.ConnectApp{
 		ObjectMeta: metav1.ObjectMeta{Name: "issue-insights", Namespace: watchedNS},

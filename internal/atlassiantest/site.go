@@ -36,12 +36,57 @@ type Site struct {
 
 	mu      sync.Mutex
 	secrets map[string][]byte // host + " " + app key → shared secret; host "" for any
+	hosts   map[string]*HostCalls
+
+	// Latency is added to every answer, so that overlapping calls to one
+	// host (see Calls) cannot slip through unseen.
+	Latency time.Duration
 
 	// Requests counts calls; InFlight and MaxInFlight track concurrency.
 	Requests, InFlight, MaxInFlight atomic.Int64
 	// Override, when set, answers every call itself (outages, hangs,
 	// redirects, huge bodies).
 	Override atomic.Pointer[http.HandlerFunc]
+}
+
+// HostCalls is what one host of the site has seen.
+type HostCalls struct {
+	Requests, InFlight, MaxInFlight int
+}
+
+// Calls returns, per host, the calls the site has answered and how many
+// overlapped at most: a caller that never calls one site twice at once
+// leaves MaxInFlight at 1 everywhere.
+func (s *Site) Calls() map[string]HostCalls {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	calls := make(map[string]HostCalls, len(s.hosts))
+	for host, c := range s.hosts {
+		calls[host] = *c
+	}
+	return calls
+}
+
+func (s *Site) enter(host string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hosts == nil {
+		s.hosts = map[string]*HostCalls{}
+	}
+	c := s.hosts[host]
+	if c == nil {
+		c = &HostCalls{}
+		s.hosts[host] = c
+	}
+	c.Requests++
+	c.InFlight++
+	c.MaxInFlight = max(c.MaxInFlight, c.InFlight)
+}
+
+func (s *Site) leave(host string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hosts[host].InFlight--
 }
 
 // Know makes the site accept calls from appKey signed with secret, on any
@@ -95,6 +140,13 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	s.enter(host)
+	defer s.leave(host)
+	time.Sleep(s.Latency)
 	if h := s.Override.Load(); h != nil {
 		(*h)(w, r)
 		return
@@ -103,10 +155,6 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok || r.Method != http.MethodGet {
 		http.NotFound(w, r)
 		return
-	}
-	host, _, err := net.SplitHostPort(r.Host)
-	if err != nil {
-		host = r.Host
 	}
 	secret, known := s.secretFor(host, appKey)
 	if !known {
