@@ -92,6 +92,15 @@ func installUnderLoad(product *atlassiantest.Product, target atlassiantest.App, 
 	return res
 }
 
+// allAcked is a load result in which every tenant was acknowledged.
+func allAcked(tenants []atlassiantest.Tenant) *loadResult {
+	res := &loadResult{tenants: tenants, ackedBy: make([]bool, len(tenants)), acked: int64(len(tenants))}
+	for i := range res.ackedBy {
+		res.ackedBy[i] = true
+	}
+	return res
+}
+
 // storedCheck is what the API server holds after a load run.
 type storedCheck struct {
 	stored  int // tenants stored with the secret they were sent

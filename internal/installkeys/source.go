@@ -163,22 +163,18 @@ func (s *Source) Key(ctx context.Context, kid, tenantBaseURL string) (*rsa.Publi
 	// cannot make one environment's answer stand for another's.
 	cacheKey := strings.Join(servers, " ") + "\x00" + kid
 
-	s.mu.RLock()
-	key, ok := s.keys[cacheKey]
-	expiry, unknown := s.negative[cacheKey]
-	s.mu.RUnlock()
-	if ok {
-		s.hits.Add(1)
-		return key, nil
-	}
-	if unknown && s.opts.Now().Before(expiry) {
-		s.negativeHits.Add(1)
-		return nil, fmt.Errorf("%w: no key server knows kid %q (cached)", ErrUnknownKid, kid)
+	if key, hit, err := s.cached(cacheKey, kid); hit {
+		return key, err
 	}
 
 	// One fetch per kid at a time; it is detached from the first caller's
 	// context so that caller giving up does not fail the others waiting.
 	v, err, _ := s.group.Do(cacheKey, func() (any, error) {
+		// A caller that missed the cache just as an earlier fetch of this
+		// kid finished would otherwise fetch it again.
+		if key, hit, err := s.cached(cacheKey, kid); hit {
+			return key, err
+		}
 		fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.RequestTimeout*time.Duration(len(servers)))
 		defer cancel()
 		key, err := s.fetch(fetchCtx, servers, kid)
@@ -192,6 +188,24 @@ func (s *Source) Key(ctx context.Context, kid, tenantBaseURL string) (*rsa.Publi
 }
 
 // fetch tries each server in turn and returns the first usable key.
+// cached answers from the key cache or the negative cache; hit is false
+// when neither knows cacheKey.
+func (s *Source) cached(cacheKey, kid string) (key *rsa.PublicKey, hit bool, err error) {
+	s.mu.RLock()
+	key, ok := s.keys[cacheKey]
+	expiry, unknown := s.negative[cacheKey]
+	s.mu.RUnlock()
+	if ok {
+		s.hits.Add(1)
+		return key, true, nil
+	}
+	if unknown && s.opts.Now().Before(expiry) {
+		s.negativeHits.Add(1)
+		return nil, true, fmt.Errorf("%w: no key server knows kid %q (cached)", ErrUnknownKid, kid)
+	}
+	return nil, false, nil
+}
+
 func (s *Source) fetch(ctx context.Context, servers []string, kid string) (*rsa.PublicKey, error) {
 	var failures []string
 	allNotFound := true
