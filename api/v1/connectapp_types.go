@@ -50,7 +50,55 @@ type ConnectAppSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	TenantPolicy TenantPolicy `json:"tenantPolicy,omitempty"`
+
+	// requestAuthentication governs Tenantry's external-auth endpoint
+	// (`/authz`), which an ingress controller or Envoy asks whether a
+	// request from the product to this app carries a valid Connect JWT.
+	// +kubebuilder:default={}
+	// +optional
+	RequestAuthentication RequestAuthentication `json:"requestAuthentication,omitempty"`
 }
+
+// RequestAuthentication is how `/authz` judges the product's requests to
+// an app: iframe loads, webhooks and REST calls signed with the tenant's
+// shared secret (HS256). Tenants that are uninstalled, disabled or rogue
+// are always refused.
+type RequestAuthentication struct {
+	// contextTokenPaths lists path prefixes, relative to the app's baseUrl
+	// path, on which context JWTs (from `AP.context.getToken()`, whose qsh
+	// is the fixed value `context-qsh`) are accepted, for example
+	// `/api/`. A context token is bound to no request, so it is refused
+	// everywhere else; empty means nowhere.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:Pattern=`^/`
+	// +listType=set
+	// +optional
+	ContextTokenPaths []string `json:"contextTokenPaths,omitempty"`
+
+	// unverifiedTenants decides whether a tenant whose shared secret the
+	// product has not confirmed yet (phase Pending, or Unverified within
+	// the grace period) is accepted. `Allow` (the default) lets the first
+	// page loads after an install through, as the Connect frameworks do;
+	// `Refuse` accepts only Verified tenants, so a secret planted by a
+	// replayed install is never honoured, at the cost of refusing requests
+	// until the first verification (spec.tenantPolicy.verification).
+	// +kubebuilder:default=Allow
+	// +optional
+	UnverifiedTenants UnverifiedTenantsMode `json:"unverifiedTenants,omitempty"`
+}
+
+// UnverifiedTenantsMode is Allow or Refuse.
+// +kubebuilder:validation:Enum=Allow;Refuse
+type UnverifiedTenantsMode string
+
+const (
+	// UnverifiedTenantsAllow accepts requests from tenants not verified yet.
+	UnverifiedTenantsAllow UnverifiedTenantsMode = "Allow"
+	// UnverifiedTenantsRefuse accepts requests from Verified tenants only.
+	UnverifiedTenantsRefuse UnverifiedTenantsMode = "Refuse"
+)
 
 // AppBaseURL is an absolute https URL under which the app is served.
 // +kubebuilder:validation:MinLength=9
