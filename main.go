@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -31,6 +32,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/authz"
 	"github.com/tenantry/tenantry/controllers"
 	"github.com/tenantry/tenantry/internal/installkeys"
 	"github.com/tenantry/tenantry/internal/ipranges"
@@ -222,9 +224,24 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*web
 		}
 	}
 
+	// /authz decides from an index fed by the informers. Watch starts the
+	// tenant and Secret informers on every replica (the controllers, which
+	// would start them otherwise, run on the leader only), so the server's
+	// wait for cache sync covers them.
+	index := authz.NewIndex()
+	if err := index.Watch(ctx, mgr.GetCache()); err != nil {
+		return nil, err
+	}
+	authorizer := &authz.Handler{
+		Index:   index,
+		Leeway:  opts.clockSkew,
+		Metrics: authz.NewMetrics(metrics.Registry),
+		Log:     ctrl.Log.WithName("authz"),
+	}
+
 	server := &webhook.Server{
 		Addr:    opts.receiverAddr,
-		Handler: receiver,
+		Handler: withAuthz(authorizer, receiver),
 		WaitFor: func(ctx context.Context) error {
 			if !mgr.GetCache().WaitForCacheSync(ctx) {
 				return errors.New("the ConnectApp cache did not sync")
@@ -236,6 +253,20 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*web
 		return nil, err
 	}
 	return server, nil
+}
+
+// withAuthz serves the external-auth endpoint under authz.Prefix and the
+// lifecycle receiver everywhere else. Not an http.ServeMux: it would
+// answer unclean paths with redirects, which a proxy would pass on to the
+// browser as the auth decision.
+func withAuthz(authorizer, receiver http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, authz.Prefix) {
+			authorizer.ServeHTTP(w, r)
+			return
+		}
+		receiver.ServeHTTP(w, r)
+	})
 }
 
 // setupControllers registers the ConnectApp and ConnectTenant controllers;

@@ -1,0 +1,299 @@
+package authz_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/golang-jwt/jwt/v5"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/authz"
+	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/tenantstore"
+)
+
+// checker sends check requests to a real authz server on 127.0.0.1.
+type checker struct {
+	t    *testing.T
+	url  string // …/authz/<namespace>/<app>
+	base string
+}
+
+func newChecker(t *testing.T, app *connectv1.ConnectApp) *checker {
+	srv := httptest.NewServer(&authz.Handler{Index: index, Log: logr.Discard()})
+	t.Cleanup(srv.Close)
+	return &checker{t: t, base: srv.URL, url: srv.URL + authz.Prefix + app.Namespace + "/" + app.Name}
+}
+
+// nginx asks as ingress-nginx does: GET to the auth URL, the original
+// request in X-Original-URI and X-Original-Method, the client's headers
+// passed along.
+func (c *checker) nginx(method, uri, authorization string) *http.Response {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, c.url, nil)
+	req.Header.Set("X-Original-URI", uri)
+	req.Header.Set("X-Original-Method", method)
+	req.Header.Set("X-Sent-From", "nginx-ingress-controller")
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	return c.do(req)
+}
+
+// envoy asks as Envoy's ext_authz HTTP service does with path_prefix set
+// to the app's check URL: the original method, path and query.
+func (c *checker) envoy(method, uri, authorization string) *http.Response {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.url+uri, nil)
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	return c.do(req)
+}
+
+func (c *checker) do(req *http.Request) *http.Response {
+	c.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if len(body) != 0 {
+		c.t.Errorf("the answer has a body (%d bytes); an auth decision carries headers only", len(body))
+	}
+	return resp
+}
+
+func TestDecisions(t *testing.T) {
+	f := newFixture(t, nil)
+	tenants := map[string]atlassiantest.Tenant{}
+	for name, phase := range map[string]connectv1.TenantPhase{
+		"verified": connectv1.PhaseVerified, "pending": "", "rogue": connectv1.PhaseRogue,
+		"uninstalled": connectv1.PhaseVerified, "disabled": connectv1.PhaseVerified,
+	} {
+		tn := atlassiantest.NewTenant(name)
+		waitCached(t, f.install(tn, phase))
+		tenants[name] = tn
+	}
+	ctx := context.Background()
+	if _, _, err := f.store.Uninstall(ctx, f.app, tenants["uninstalled"].ClientKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.store.SetEnabled(ctx, f.app, tenants["disabled"].ClientKey, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"uninstalled", "disabled"} {
+		tenant, err := f.store.Get(ctx, f.app, tenants[name].ClientKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitCached(t, tenant)
+	}
+	c := newChecker(t, f.app)
+	v := tenants["verified"]
+	query := url.Values{"lic": {"none"}, "cp": {"/jira"}}
+	signed := func(tn atlassiantest.Tenant, method, path string, q url.Values, mutate func(jwt.MapClaims)) string {
+		return "JWT " + productToken(tn.SharedSecret, tn.ClientKey, method, path, q, mutate)
+	}
+	panel := "/issue-insights/panel?" + query.Encode()
+	good := signed(v, "GET", "/issue-insights/panel", query, nil)
+	rsaKey := atlassiantest.NewRSAKey()
+
+	tests := []struct {
+		name       string
+		send       func() *http.Response
+		wantStatus int
+		wantReason string
+	}{
+		// Accepted.
+		{"nginx: Authorization header", func() *http.Response { return c.nginx("GET", panel, good) }, 200, ""},
+		{"envoy: Authorization header", func() *http.Response { return c.envoy("GET", panel, good) }, 200, ""},
+		{"token in the jwt query parameter", func() *http.Response {
+			return c.nginx("GET", panel+"&jwt="+productToken(v.SharedSecret, v.ClientKey, "GET", "/issue-insights/panel", query, nil), "")
+		}, 200, ""},
+		{"POST webhook", func() *http.Response {
+			return c.envoy("POST", "/issue-insights/webhook/issue-created", signed(v, "POST", "/issue-insights/webhook/issue-created", nil, nil))
+		}, 200, ""},
+		{"context token on a context-token path", func() *http.Response {
+			return c.nginx("GET", "/issue-insights/api/issues", signed(v, "GET", "", nil, func(m jwt.MapClaims) { m["qsh"] = "context-qsh" }))
+		}, 200, ""},
+		{"pending tenant (unverifiedTenants Allow)", func() *http.Response {
+			p := tenants["pending"]
+			return c.nginx("GET", panel, signed(p, "GET", "/issue-insights/panel", query, nil))
+		}, 200, ""},
+
+		// Refused: the token.
+		{"no token", func() *http.Response { return c.nginx("GET", panel, "") }, 401, "MissingToken"},
+		{"Bearer scheme", func() *http.Response { return c.nginx("GET", panel, "Bearer x.y.z") }, 401, "MissingToken"},
+		{"token in header and query", func() *http.Response { return c.nginx("GET", panel+"&jwt=a.b.c", good) }, 401, "AmbiguousToken"},
+		{"malformed", func() *http.Response { return c.nginx("GET", panel, "JWT not-a-token") }, 401, "MalformedToken"},
+		{"alg none", func() *http.Response {
+			return c.nginx("GET", panel, "JWT "+atlassiantest.UnsignedToken(jwt.MapClaims{"iss": v.ClientKey, "exp": time.Now().Add(time.Minute).Unix(), "qsh": "x"}))
+		}, 401, "UnexpectedAlgorithm"},
+		{"RS256 where HS256 is expected", func() *http.Response {
+			return c.nginx("GET", panel, "JWT "+atlassiantest.SignRS256(rsaKey, "kid-1", jwt.MapClaims{"iss": v.ClientKey, "exp": time.Now().Add(time.Minute).Unix()}))
+		}, 401, "UnexpectedAlgorithm"},
+		{"unknown iss", func() *http.Response {
+			return c.nginx("GET", panel, signed(atlassiantest.NewTenant("stranger"), "GET", "/issue-insights/panel", query, nil))
+		}, 401, "UnknownTenant"},
+		{"wrong secret", func() *http.Response {
+			return c.nginx("GET", panel, signed(v.WithNewSecret(), "GET", "/issue-insights/panel", query, nil))
+		}, 401, "BadSignature"},
+		{"expired", func() *http.Response {
+			return c.nginx("GET", panel, signed(v, "GET", "/issue-insights/panel", query, func(m jwt.MapClaims) {
+				m["exp"] = time.Now().Add(-2 * time.Minute).Unix()
+			}))
+		}, 401, "TokenExpired"},
+		{"issued in the future", func() *http.Response {
+			return c.nginx("GET", panel, signed(v, "GET", "/issue-insights/panel", query, func(m jwt.MapClaims) {
+				m["iat"] = time.Now().Add(10 * time.Minute).Unix()
+			}))
+		}, 401, "TokenNotYetValid"},
+		{"no exp", func() *http.Response {
+			return c.nginx("GET", panel, signed(v, "GET", "/issue-insights/panel", query, func(m jwt.MapClaims) { delete(m, "exp") }))
+		}, 401, "MissingExpiry"},
+		{"qsh for another path", func() *http.Response { return c.nginx("GET", "/issue-insights/admin?"+query.Encode(), good) }, 401, "QSHMismatch"},
+		{"qsh for another method", func() *http.Response { return c.nginx("DELETE", panel, good) }, 401, "QSHMismatch"},
+		{"qsh for another query", func() *http.Response { return c.envoy("GET", "/issue-insights/panel?lic=active&cp=%2Fjira", good) }, 401, "QSHMismatch"},
+		{"qsh for a longer path", func() *http.Response { return c.envoy("GET", "/issue-insights/panel/delete?"+query.Encode(), good) }, 401, "QSHMismatch"},
+		{"context token elsewhere", func() *http.Response {
+			return c.nginx("GET", panel, signed(v, "GET", "", nil, func(m jwt.MapClaims) { m["qsh"] = "context-qsh" }))
+		}, 401, "ContextQSHRefused"},
+
+		// Refused: the tenant, after its token verified.
+		{"rogue tenant", func() *http.Response {
+			return c.nginx("GET", panel, signed(tenants["rogue"], "GET", "/issue-insights/panel", query, nil))
+		}, 401, "TenantRogue"},
+		{"uninstalled tenant", func() *http.Response {
+			return c.nginx("GET", panel, signed(tenants["uninstalled"], "GET", "/issue-insights/panel", query, nil))
+		}, 401, "TenantUninstalled"},
+		{"disabled tenant", func() *http.Response {
+			return c.nginx("GET", panel, signed(tenants["disabled"], "GET", "/issue-insights/panel", query, nil))
+		}, 401, "TenantDisabled"},
+
+		// Refused: the check request.
+		{"unknown app", func() *http.Response {
+			req, _ := http.NewRequest("GET", c.base+authz.Prefix+f.app.Namespace+"/no-such-app"+panel, nil)
+			req.Header.Set("Authorization", good)
+			return c.do(req)
+		}, 401, "UnknownApp"},
+		{"no app in the URL", func() *http.Response {
+			req, _ := http.NewRequest("GET", c.base+authz.Prefix, nil)
+			return c.do(req)
+		}, 401, "UnknownApp"},
+		{"forwarded-header mode without the original URI", func() *http.Response {
+			req, _ := http.NewRequest("GET", c.url, nil)
+			req.Header.Set("Authorization", good)
+			return c.do(req)
+		}, 401, "OriginalRequestUnknown"},
+		{"envoy mode ignores a smuggled X-Original-URI", func() *http.Response {
+			req, _ := http.NewRequest("GET", c.url+"/issue-insights/admin", nil)
+			req.Header.Set("Authorization", good)
+			req.Header.Set("X-Original-URI", panel)
+			req.Header.Set("X-Original-Method", "GET")
+			return c.do(req)
+		}, 401, "QSHMismatch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := tt.send()
+			if resp.StatusCode != tt.wantStatus || resp.Header.Get("X-Connect-Auth-Reason") != tt.wantReason {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"), tt.wantStatus, tt.wantReason)
+			}
+			if tt.wantStatus != 200 {
+				for name := range resp.Header {
+					if len(name) > 10 && name[:10] == "X-Connect-" && name != "X-Connect-Auth-Reason" {
+						t.Errorf("a refusal carries %s", name)
+					}
+				}
+			}
+		})
+	}
+
+	t.Run("headers for the app", func(t *testing.T) {
+		resp := c.nginx("GET", panel, good)
+		want := map[string]string{
+			"X-Connect-Client-Key":   v.ClientKey,
+			"X-Connect-Base-Url":     v.BaseURL,
+			"X-Connect-Account-Id":   "557058:f00d-account",
+			"X-Connect-App":          f.app.Namespace + "/" + f.app.Name,
+			"X-Connect-App-Key":      f.app.Spec.Key,
+			"X-Connect-Tenant":       tenantstore.TenantName(f.app.Name, v.ClientKey),
+			"X-Connect-Product-Type": "jira",
+			"X-Connect-Token-Type":   "server",
+		}
+		for name, value := range want {
+			if got := resp.Header.Get(name); got != value {
+				t.Errorf("%s = %q, want %q", name, got, value)
+			}
+		}
+		ctxResp := c.nginx("GET", "/issue-insights/api/issues", signed(v, "GET", "", nil, func(m jwt.MapClaims) { m["qsh"] = "context-qsh" }))
+		if got := ctxResp.Header.Get("X-Connect-Token-Type"); got != "context" {
+			t.Errorf("context token: X-Connect-Token-Type = %q, want context", got)
+		}
+	})
+}
+
+func TestRefuseUnverified(t *testing.T) {
+	f := newFixture(t, func(app *connectv1.ConnectApp) {
+		app.Spec.RequestAuthentication.UnverifiedTenants = connectv1.UnverifiedTenantsRefuse
+	})
+	c := newChecker(t, f.app)
+	for _, tt := range []struct {
+		phase      connectv1.TenantPhase
+		wantStatus int
+		wantReason string
+	}{
+		{"", 401, "TenantUnverified"},
+		{connectv1.PhaseUnverified, 401, "TenantUnverified"},
+		{connectv1.PhaseVerified, 200, ""},
+	} {
+		tn := atlassiantest.NewTenant("strict")
+		waitCached(t, f.install(tn, tt.phase))
+		resp := c.envoy("GET", "/issue-insights/panel", "JWT "+productToken(tn.SharedSecret, tn.ClientKey, "GET", "/issue-insights/panel", nil, nil))
+		if resp.StatusCode != tt.wantStatus || resp.Header.Get("X-Connect-Auth-Reason") != tt.wantReason {
+			t.Errorf("phase %q: got %d %q, want %d %q", tt.phase, resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"), tt.wantStatus, tt.wantReason)
+		}
+	}
+}
+
+// TestRotationIsFollowed: after a re-install with a new shared secret, a
+// request signed with the old one is refused as soon as the cache has the
+// new Secret, and one signed with the new secret is accepted.
+func TestRotationIsFollowed(t *testing.T) {
+	f := newFixture(t, nil)
+	c := newChecker(t, f.app)
+	old := atlassiantest.NewTenant("rotating")
+	waitCached(t, f.install(old, connectv1.PhaseVerified))
+	sign := func(tn atlassiantest.Tenant) string {
+		return "JWT " + productToken(tn.SharedSecret, tn.ClientKey, "GET", "/issue-insights/panel", nil, nil)
+	}
+	if resp := c.nginx("GET", "/issue-insights/panel", sign(old)); resp.StatusCode != 200 {
+		t.Fatalf("before the rotation: %d %s", resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"))
+	}
+	rotated := old.WithNewSecret()
+	reinstalled := f.install(rotated, "")
+	start := time.Now()
+	for {
+		resp := c.nginx("GET", "/issue-insights/panel", sign(old))
+		if resp.StatusCode == 401 && resp.Header.Get("X-Connect-Auth-Reason") == "BadSignature" {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("10s after the re-install the old secret still gets %d %s", resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("old secret refused %s after the re-install was stored", time.Since(start).Round(time.Millisecond))
+	waitCached(t, reinstalled)
+	if resp := c.nginx("GET", "/issue-insights/panel", sign(rotated)); resp.StatusCode != 200 {
+		t.Errorf("the new secret: %d %s, want 200", resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"))
+	}
+}

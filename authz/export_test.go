@@ -1,0 +1,18 @@
+package authz
+
+import "k8s.io/apimachinery/pkg/types"
+
+// Indexed reports whether the index holds the tenant at resourceVersion
+// and its shared secret, for tests that must wait for the informers.
+func (x *Index) Indexed(key types.NamespacedName, resourceVersion string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	t, ok := x.tenants[key]
+	return ok && t.ResourceVersion == resourceVersion && len(x.secrets[key]) > 0
+}
+
+// HasApp reports whether the index holds the app.
+func (x *Index) HasApp(key types.NamespacedName) bool {
+	_, err := x.app(key)
+	return err == nil
+}

@@ -1,0 +1,293 @@
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tenantry/tenantry/internal/connectjwt"
+)
+
+// DefaultLeeway is the clock skew allowed on exp, iat and nbf.
+const DefaultLeeway = 30 * time.Second
+
+// Reason says in one word why a request was refused: for a response
+// header, a metric label or a log line. It never contains a token or a
+// secret.
+type Reason string
+
+// Reasons, one per cause.
+const (
+	ReasonMissingToken        Reason = "MissingToken"
+	ReasonAmbiguousToken      Reason = "AmbiguousToken"
+	ReasonMalformedToken      Reason = "MalformedToken"
+	ReasonUnexpectedAlgorithm Reason = "UnexpectedAlgorithm"
+	ReasonUnknownTenant       Reason = "UnknownTenant"
+	ReasonSecretMissing       Reason = "SecretMissing"
+	ReasonBadSignature        Reason = "BadSignature"
+	ReasonTokenExpired        Reason = "TokenExpired"
+	ReasonTokenNotYetValid    Reason = "TokenNotYetValid"
+	ReasonMissingExpiry       Reason = "MissingExpiry"
+	ReasonQSHMismatch         Reason = "QSHMismatch"
+	ReasonContextQSHRefused   Reason = "ContextQSHRefused"
+	ReasonTenantUninstalled   Reason = "TenantUninstalled"
+	ReasonTenantDisabled      Reason = "TenantDisabled"
+	ReasonTenantRogue         Reason = "TenantRogue"
+	ReasonTenantUnverified    Reason = "TenantUnverified"
+	// ReasonLookupFailed is the tenant store failing, not the request:
+	// answer 503, not 401.
+	ReasonLookupFailed Reason = "LookupFailed"
+)
+
+// AuthError is a refused request: a Reason and what exactly was wrong.
+type AuthError struct {
+	Reason Reason
+	Err    error
+}
+
+func (e *AuthError) Error() string { return string(e.Reason) + ": " + e.Err.Error() }
+func (e *AuthError) Unwrap() error { return e.Err }
+
+// ReasonOf returns the Reason of a Verify error ("" for nil).
+func ReasonOf(err error) Reason {
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		return ae.Reason
+	}
+	if err != nil {
+		return ReasonLookupFailed
+	}
+	return ""
+}
+
+func refuse(reason Reason, format string, args ...any) error {
+	return &AuthError{Reason: reason, Err: fmt.Errorf(format, args...)}
+}
+
+// Request is what verification needs of a request from the product.
+type Request struct {
+	// Method is the HTTP method.
+	Method string
+	// URL holds the path as received (still percent-encoded) and the
+	// query; scheme and host are ignored.
+	URL *url.URL
+	// Authorization is the Authorization header's value, if any.
+	Authorization string
+}
+
+// RequestFrom takes a Request from an incoming *http.Request.
+func RequestFrom(r *http.Request) Request {
+	return Request{Method: r.Method, URL: r.URL, Authorization: r.Header.Get("Authorization")}
+}
+
+// Identity is who a verified request comes from.
+type Identity struct {
+	// Tenant is the product site the request comes from.
+	Tenant *Tenant
+	// AccountID is the Atlassian account of the user behind the request
+	// (the token's sub), empty for requests made without a user.
+	AccountID string
+	// ContextToken is true when the token was a context JWT (qsh
+	// "context-qsh"), bound to no particular request.
+	ContextToken bool
+}
+
+// Verifier verifies the product's requests to one app.
+type Verifier struct {
+	// Tenants finds the tenant named by the token's iss.
+	Tenants TenantLookup
+	// BaseURL is the app's baseUrl from its descriptor; its path is the
+	// context path that request paths are taken relative to.
+	BaseURL string
+	// ContextTokenPaths are path prefixes, relative to BaseURL's path, on
+	// which context JWTs are accepted; elsewhere they are refused.
+	ContextTokenPaths []string
+	// RefuseUnverified accepts only tenants whose shared secret the
+	// product has confirmed (phase Verified).
+	RefuseUnverified bool
+	// Leeway on exp, iat and nbf; 0 means DefaultLeeway.
+	Leeway time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Verify checks req's Connect JWT and returns who sent it, or an
+// *AuthError whose Reason says why not. The signature is checked before
+// anything about the tenant is revealed, so an unauthenticated caller
+// learns only that its token is not valid.
+func (v *Verifier) Verify(ctx context.Context, req Request) (*Identity, error) {
+	token, err := tokenFrom(req)
+	if err != nil {
+		return nil, err
+	}
+	header, err := connectjwt.ParseHeader(token)
+	if err != nil {
+		return nil, refuse(ReasonMalformedToken, "%v", err)
+	}
+	if header.Alg != "HS256" {
+		return nil, refuse(ReasonUnexpectedAlgorithm, "the product signs requests to apps with HS256, not %.16q", header.Alg)
+	}
+	clientKey, err := connectjwt.UnverifiedIssuer(token)
+	if err != nil {
+		return nil, refuse(ReasonMalformedToken, "%v", err)
+	}
+	tenant, err := v.Tenants.Lookup(ctx, clientKey)
+	switch {
+	case errors.Is(err, ErrUnknownTenant):
+		return nil, refuse(ReasonUnknownTenant, "%v", err)
+	case errors.Is(err, ErrSecretMissing):
+		return nil, refuse(ReasonSecretMissing, "%v", err)
+	case err != nil:
+		return nil, refuse(ReasonLookupFailed, "%v", err)
+	}
+
+	path, contextPath := req.URL.EscapedPath(), v.basePath()
+	want := connectjwt.Expectations{
+		Issuer:          clientKey,
+		QSH:             connectjwt.QueryStringHash(req.Method, path, contextPath, req.URL.Query()),
+		AllowContextQSH: v.contextTokensAllowed(path, contextPath),
+		Leeway:          v.Leeway,
+		Now:             v.Now,
+	}
+	if want.Leeway == 0 {
+		want.Leeway = DefaultLeeway
+	}
+	claims, err := connectjwt.VerifyHS256(token, tenant.sharedSecret, want)
+	if err != nil {
+		return nil, &AuthError{Reason: reasonFor(err), Err: err}
+	}
+
+	switch {
+	case !tenant.Installed:
+		return nil, refuse(ReasonTenantUninstalled, "the product uninstalled the app from this site")
+	case !tenant.Enabled:
+		return nil, refuse(ReasonTenantDisabled, "the app is disabled on this site")
+	case tenant.Phase == "Rogue":
+		return nil, refuse(ReasonTenantRogue, "the tenant failed verification and was judged rogue")
+	case v.RefuseUnverified && !tenant.Verified():
+		return nil, refuse(ReasonTenantUnverified, "the product has not confirmed this tenant's shared secret yet (phase %s)", tenant.Phase)
+	}
+	return &Identity{Tenant: tenant, AccountID: claims.Subject, ContextToken: claims.QSH == connectjwt.ContextQSH}, nil
+}
+
+func (v *Verifier) basePath() string {
+	u, err := url.Parse(v.BaseURL)
+	if err != nil {
+		return ""
+	}
+	return u.EscapedPath()
+}
+
+// contextTokensAllowed reports whether path (relative to contextPath) lies
+// under one of ContextTokenPaths.
+func (v *Verifier) contextTokensAllowed(path, contextPath string) bool {
+	contextPath = strings.TrimSuffix(contextPath, "/")
+	if contextPath != "" && (path == contextPath || strings.HasPrefix(path, contextPath+"/")) {
+		path = path[len(contextPath):]
+	}
+	for _, prefix := range v.ContextTokenPaths {
+		trimmed := strings.TrimSuffix(prefix, "/")
+		if path == trimmed || path == prefix || strings.HasPrefix(path, trimmed+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenFrom takes the JWT from `Authorization: JWT …` or the jwt query
+// parameter, never both: two tokens could disagree.
+func tokenFrom(req Request) (string, error) {
+	var fromHeader string
+	if h := req.Authorization; h != "" {
+		scheme, value, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "JWT") || strings.TrimSpace(value) == "" {
+			return "", refuse(ReasonMissingToken, "the Authorization header must be `JWT <token>`")
+		}
+		fromHeader = strings.TrimSpace(value)
+	}
+	query := req.URL.Query()
+	fromQuery, inQuery := query.Get("jwt"), query.Has("jwt")
+	switch {
+	case fromHeader != "" && inQuery:
+		return "", refuse(ReasonAmbiguousToken, "the JWT must come in the Authorization header or the jwt query parameter, not both")
+	case fromHeader != "":
+		return fromHeader, nil
+	case fromQuery != "":
+		return fromQuery, nil
+	}
+	return "", refuse(ReasonMissingToken, "no Connect JWT in `Authorization: JWT <token>` or the jwt query parameter")
+}
+
+func reasonFor(err error) Reason {
+	for _, m := range []struct {
+		err    error
+		reason Reason
+	}{
+		{connectjwt.ErrSignature, ReasonBadSignature},
+		{connectjwt.ErrExpired, ReasonTokenExpired},
+		{connectjwt.ErrNotYetValid, ReasonTokenNotYetValid},
+		{connectjwt.ErrMissingExpiry, ReasonMissingExpiry},
+		{connectjwt.ErrContextQSH, ReasonContextQSHRefused},
+		{connectjwt.ErrQSH, ReasonQSHMismatch},
+		{connectjwt.ErrAlgorithm, ReasonUnexpectedAlgorithm},
+	} {
+		if errors.Is(err, m.err) {
+			return m.reason
+		}
+	}
+	return ReasonMalformedToken
+}
+
+type identityKey struct{}
+
+// IdentityFrom returns the Identity Middleware stored in ctx.
+func IdentityFrom(ctx context.Context) (*Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(*Identity)
+	return id, ok
+}
+
+// Middleware admits only requests that Verify accepts, with their
+// Identity in the request context (IdentityFrom). A refused request gets
+// 401 (503 if the tenant store failed) with the reason in the
+// X-Connect-Auth-Reason header and no body.
+func (v *Verifier) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := v.Verify(r.Context(), RequestFrom(r))
+		if err != nil {
+			reason := ReasonOf(err)
+			w.Header().Set(HeaderAuthReason, string(reason))
+			w.WriteHeader(StatusFor(reason))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+	})
+}
+
+// StatusFor is the HTTP status for a refusal: 401, or 503 when the tenant
+// store, not the request, failed.
+func StatusFor(reason Reason) int {
+	if reason == ReasonLookupFailed {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusUnauthorized
+}
+
+// Headers that Tenantry's /authz endpoint sets for the app on success, and
+// the reason header it sets on a refusal.
+const (
+	HeaderClientKey    = "X-Connect-Client-Key"
+	HeaderBaseURL      = "X-Connect-Base-Url"
+	HeaderAccountID    = "X-Connect-Account-Id"
+	HeaderApp          = "X-Connect-App"
+	HeaderAppKey       = "X-Connect-App-Key"
+	HeaderProductType  = "X-Connect-Product-Type"
+	HeaderTokenType    = "X-Connect-Token-Type"
+	HeaderAuthReason   = "X-Connect-Auth-Reason"
+	TokenTypeServer    = "server"
+	TokenTypeContext   = "context"
+	HeaderTenantObject = "X-Connect-Tenant"
+)
