@@ -178,4 +178,3 @@ func TestMiddleware(t *testing.T) {
 		t.Errorf("tampered query: %d %q, want 401 QSHMismatch", resp.StatusCode, resp.Header.Get(connect.HeaderAuthReason))
 	}
 }
-
