@@ -201,7 +201,10 @@ func (d *demo) story(ctx context.Context) error {
 	}
 	d.kubectl("get", "ctenant", "-o", "wide")
 
-	say("4. A tenant whose product never confirms its secret: rogue after the 1m grace period")
+	say("4. acme's users open the app: the product's requests pass an ingress that asks tenantry's /authz")
+	d.productRequests(rotated, acme)
+
+	say("5. A tenant whose product never confirms its secret: rogue after the 1m grace period")
 	globex := atlassiantest.NewTenant("globex")
 	globex.BaseURL = "https://globex.atlassian.net"
 	d.sensitive = append(d.sensitive, globex.SharedSecret)
@@ -214,7 +217,7 @@ func (d *demo) story(ctx context.Context) error {
 	}
 	d.kubectl("get", "ctenant", "-l", connectv1.LabelQuarantined+"=true")
 
-	say("5. acme uninstalls the app: kept as Uninstalled until the app's retention ends")
+	say("6. acme uninstalls the app: kept as Uninstalled until the app's retention ends")
 	d.send(d.product.Callback(atlassiantest.EventDisabled, d.app, rotated))
 	d.send(d.product.Callback(atlassiantest.EventUninstalled, d.app, rotated))
 	return d.waitFor(ctx, acme, "acme is Uninstalled", func(t *connectv1.ConnectTenant) bool {
