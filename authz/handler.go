@@ -80,18 +80,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	// Every header is set, empty when unknown, so that a proxy copying
+	// them into the upstream request overwrites any a client sent.
 	hdr := w.Header()
 	hdr.Set(connect.HeaderClientKey, id.Tenant.ClientKey)
 	hdr.Set(connect.HeaderBaseURL, id.Tenant.BaseURL)
-	if id.AccountID != "" {
-		hdr.Set(connect.HeaderAccountID, id.AccountID)
-	}
+	hdr.Set(connect.HeaderAccountID, id.AccountID)
 	hdr.Set(connect.HeaderApp, appLabel)
 	hdr.Set(connect.HeaderAppKey, id.Tenant.AppKey)
 	hdr.Set(connect.HeaderTenantObject, id.Tenant.Name)
-	if id.Tenant.ProductType != "" {
-		hdr.Set(connect.HeaderProductType, id.Tenant.ProductType)
-	}
+	hdr.Set(connect.HeaderProductType, id.Tenant.ProductType)
 	tokenType := connect.TokenTypeServer
 	if id.ContextToken {
 		tokenType = connect.TokenTypeContext
