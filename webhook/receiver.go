@@ -274,27 +274,16 @@ func checkContentType(value string) error {
 }
 
 // tokenFrom takes the JWT from `Authorization: JWT …` or the jwt query
-// parameter, never both: two tokens could disagree (protocol.md §1.3).
+// parameter, never both.
 func tokenFrom(req *http.Request) (string, error) {
-	var fromHeader string
-	if h := req.Header.Get("Authorization"); h != "" {
-		scheme, value, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "JWT") || strings.TrimSpace(value) == "" {
-			return "", unauthorized(ReasonMissingToken, "the Authorization header must be `JWT <token>`")
-		}
-		fromHeader = strings.TrimSpace(value)
-	}
-	query := req.URL.Query()
-	fromQuery, inQuery := query.Get("jwt"), query.Has("jwt")
+	token, err := connectjwt.TokenFrom(req.Header.Get("Authorization"), req.URL.Query())
 	switch {
-	case fromHeader != "" && inQuery:
-		return "", unauthorized(ReasonAmbiguousToken, "the JWT must come in the Authorization header or the jwt query parameter, not both")
-	case fromHeader != "":
-		return fromHeader, nil
-	case fromQuery != "":
-		return fromQuery, nil
+	case errors.Is(err, connectjwt.ErrAmbiguousToken):
+		return "", unauthorized(ReasonAmbiguousToken, "%v", err)
+	case err != nil:
+		return "", unauthorized(ReasonMissingToken, "lifecycle callbacks must carry a JWT: %v", err)
 	}
-	return "", unauthorized(ReasonMissingToken, "lifecycle callbacks must carry a JWT in `Authorization: JWT <token>`")
+	return token, nil
 }
 
 // selectApp picks the app the payload's key names and the event it serves

@@ -308,3 +308,34 @@ func SignHS256(secret []byte, c OutgoingClaims) (string, error) {
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
 }
+
+// Errors of TokenFrom.
+var (
+	ErrNoToken        = errors.New("no Connect JWT")
+	ErrAmbiguousToken = errors.New("two Connect JWTs")
+)
+
+// TokenFrom takes a request's Connect JWT from its Authorization header
+// value (`JWT <token>`) or its jwt query parameter, never both: two tokens
+// could disagree (protocol.md §1.3). Another Authorization scheme counts as
+// no token.
+func TokenFrom(authorization string, query url.Values) (string, error) {
+	var fromHeader string
+	if authorization != "" {
+		scheme, value, ok := strings.Cut(authorization, " ")
+		if !ok || !strings.EqualFold(scheme, "JWT") || strings.TrimSpace(value) == "" {
+			return "", fmt.Errorf("%w: the Authorization header must be `JWT <token>`", ErrNoToken)
+		}
+		fromHeader = strings.TrimSpace(value)
+	}
+	fromQuery, inQuery := query.Get("jwt"), query.Has("jwt")
+	switch {
+	case fromHeader != "" && inQuery:
+		return "", fmt.Errorf("%w: the JWT must come in the Authorization header or the jwt query parameter, not both", ErrAmbiguousToken)
+	case fromHeader != "":
+		return fromHeader, nil
+	case fromQuery != "":
+		return fromQuery, nil
+	}
+	return "", fmt.Errorf("%w in `Authorization: JWT <token>` or the jwt query parameter", ErrNoToken)
+}

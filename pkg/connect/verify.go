@@ -199,27 +199,16 @@ func (v *Verifier) contextTokensAllowed(path, contextPath string) bool {
 }
 
 // tokenFrom takes the JWT from `Authorization: JWT …` or the jwt query
-// parameter, never both: two tokens could disagree.
+// parameter, never both.
 func tokenFrom(req Request) (string, error) {
-	var fromHeader string
-	if h := req.Authorization; h != "" {
-		scheme, value, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "JWT") || strings.TrimSpace(value) == "" {
-			return "", refuse(ReasonMissingToken, "the Authorization header must be `JWT <token>`")
-		}
-		fromHeader = strings.TrimSpace(value)
-	}
-	query := req.URL.Query()
-	fromQuery, inQuery := query.Get("jwt"), query.Has("jwt")
+	token, err := connectjwt.TokenFrom(req.Authorization, req.URL.Query())
 	switch {
-	case fromHeader != "" && inQuery:
-		return "", refuse(ReasonAmbiguousToken, "the JWT must come in the Authorization header or the jwt query parameter, not both")
-	case fromHeader != "":
-		return fromHeader, nil
-	case fromQuery != "":
-		return fromQuery, nil
+	case errors.Is(err, connectjwt.ErrAmbiguousToken):
+		return "", &AuthError{Reason: ReasonAmbiguousToken, Err: err}
+	case err != nil:
+		return "", &AuthError{Reason: ReasonMissingToken, Err: err}
 	}
-	return "", refuse(ReasonMissingToken, "no Connect JWT in `Authorization: JWT <token>` or the jwt query parameter")
+	return token, nil
 }
 
 func reasonFor(err error) Reason {
