@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,20 +25,6 @@ type replica struct {
 	metrics string
 }
 
-func (r *replica) isLeader() bool {
-	resp, err := http.Get("http://" + r.metrics + "/metrics")
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "leader_election_master_status{") && strings.HasSuffix(sc.Text(), " 1") {
-			return true
-		}
-	}
-	return false
-}
 
 // TestLeaderFailover runs two tenantry processes against one API server:
 // exactly one leads, and when it stops the other takes over within the
@@ -80,23 +63,18 @@ func TestLeaderFailover(t *testing.T) {
 	}
 	// leaderAmong waits up to limit for exactly one of rs to lead.
 	leaderAmong := func(limit time.Duration, rs ...*replica) (*replica, time.Duration) {
-		begin := time.Now()
-		for time.Since(begin) < limit {
-			var leaders []*replica
-			for _, r := range rs {
-				if r.isLeader() {
-					leaders = append(leaders, r)
-				}
-			}
-			if len(leaders) > 1 {
-				t.Fatalf("%d replicas lead at once", len(leaders))
-			}
-			if len(leaders) == 1 {
-				return leaders[0], time.Since(begin)
-			}
-			time.Sleep(100 * time.Millisecond)
+		addrs := make([]string, len(rs))
+		for i, r := range rs {
+			addrs[i] = r.metrics
 		}
-		return nil, time.Since(begin)
+		i, took, err := testenv.LeaderAmong(limit, addrs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < 0 {
+			return nil, took
+		}
+		return rs[i], took
 	}
 
 	tests := []struct {

@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
-	"github.com/tenantry/tenantry/internal/atlassiantest"
 	"github.com/tenantry/tenantry/internal/installkeys"
 	"github.com/tenantry/tenantry/internal/ipranges"
 	"github.com/tenantry/tenantry/internal/tenantstore"
@@ -32,10 +31,7 @@ func TestAPIServerOutageUnderLoad(t *testing.T) {
 		outage   = 6 * time.Second
 		outageAt = time.Second
 	)
-	keys := atlassiantest.NewKeyServer()
-	ks := httptest.NewServer(keys)
-	defer ks.Close()
-	product := atlassiantest.NewProduct(keys)
+	_, ks, product := newAtlassian(t)
 
 	base := newReceiver(t, ks.URL) // for its namespace and app
 	apiURL, _ := url.Parse(env.Config.Host)
@@ -85,10 +81,7 @@ func TestAPIServerRestartUnderLoad(t *testing.T) {
 		down    = 6 * time.Second
 		downAt  = time.Second
 	)
-	keys := atlassiantest.NewKeyServer()
-	ks := httptest.NewServer(keys)
-	defer ks.Close()
-	product := atlassiantest.NewProduct(keys)
+	_, ks, product := newAtlassian(t)
 	base := newReceiver(t, ks.URL) // its namespace and app; its own receiver is unused
 	op := startOperator(t, "--namespace", base.app.Namespace, "--install-keys-url", ks.URL)
 

@@ -5,7 +5,6 @@ package reliability
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"net/url"
 	"testing"
 	"time"
@@ -13,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
-	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/testenv"
 )
 
 // TestLeaderFailoverUnderLoad runs two tenantry replicas with leader
@@ -31,10 +30,7 @@ func TestLeaderFailoverUnderLoad(t *testing.T) {
 		retryPeriod   = 500 * time.Millisecond
 		killAt        = 1500 * time.Millisecond
 	)
-	keys := atlassiantest.NewKeyServer()
-	ks := httptest.NewServer(keys)
-	defer ks.Close()
-	product := atlassiantest.NewProduct(keys)
+	_, ks, product := newAtlassian(t)
 	site := newTenantSite(t, 20*time.Millisecond)
 	base := newReceiver(t, ks.URL) // its namespace and app; its own receiver is unused
 	ctx := context.Background()
@@ -121,26 +117,14 @@ func TestLeaderFailoverUnderLoad(t *testing.T) {
 // waitForLeader returns the replica that leads and another that does not.
 func waitForLeader(t *testing.T, replicas []*operator, within time.Duration) (leader, follower *operator) {
 	t.Helper()
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		var leaders []*operator
-		for _, r := range replicas {
-			if r.isLeader() {
-				leaders = append(leaders, r)
-			}
-		}
-		if len(leaders) > 1 {
-			t.Fatalf("%d replicas lead at once", len(leaders))
-		}
-		if len(leaders) == 1 {
-			for _, r := range replicas {
-				if r != leaders[0] {
-					return leaders[0], r
-				}
-			}
-		}
+	i, _, err := testenv.LeaderAmong(within, replicas[0].metrics, replicas[1].metrics)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no replica became leader within %s", within)
-	return nil, nil
+	if i < 0 {
+		t.Fatalf("no replica became leader within %s", within)
+	}
+	return replicas[i], replicas[1-i]
 }
 
 func hostOf(t *testing.T, baseURL string) string {

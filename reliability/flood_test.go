@@ -13,7 +13,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -52,10 +51,7 @@ func TestFloodKeepsGenuineInstallsFlowing(t *testing.T) {
 		slowBodyConns   = 100
 		memoryBoundMiB  = 512 // far above what is seen; a leak would cross it
 	)
-	keys := atlassiantest.NewKeyServer()
-	ks := httptest.NewServer(keys)
-	defer ks.Close()
-	product := atlassiantest.NewProduct(keys)
+	keys, ks, product := newAtlassian(t)
 	base := newReceiver(t, ks.URL) // its namespace and app; its own receiver is unused
 	ctx := context.Background()
 	// Keep the controllers quiet: this test is about the receiver.

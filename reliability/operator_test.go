@@ -3,7 +3,6 @@
 package reliability
 
 import (
-	"bufio"
 	"io"
 	"net/http"
 	"os"
@@ -136,22 +135,8 @@ func (o *operator) waitReady() {
 	o.t.Fatalf("tenantry (pid %d) not ready within 60s", o.pid())
 }
 
-// isLeader reports whether the process holds the leader-election lease,
-// from controller-runtime's leader_election_master_status metric.
-func (o *operator) isLeader() bool {
-	resp, err := http.Get("http://" + o.metrics + "/metrics")
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "leader_election_master_status{") && strings.HasSuffix(sc.Text(), " 1") {
-			return true
-		}
-	}
-	return false
-}
+// isLeader reports whether the process holds the leader-election lease.
+func (o *operator) isLeader() bool { return testenv.IsLeader(o.metrics) }
 
 // tenantSite is a fake Atlassian site over TLS that answers for every
 // tenant's host, with the flags that make tenantry call it.

@@ -3,11 +3,8 @@
 package reliability
 
 import (
-	"net/http/httptest"
 	"testing"
 	"time"
-
-	"github.com/tenantry/tenantry/internal/atlassiantest"
 )
 
 // TestOperatorKilledUnderLoad SIGKILLs the tenantry process while clients
@@ -20,10 +17,7 @@ func TestOperatorKilledUnderLoad(t *testing.T) {
 		tenants = 600
 		workers = 16
 	)
-	keys := atlassiantest.NewKeyServer()
-	ks := httptest.NewServer(keys)
-	defer ks.Close()
-	product := atlassiantest.NewProduct(keys)
+	_, ks, product := newAtlassian(t)
 	base := newReceiver(t, ks.URL) // its namespace and app; its own receiver is unused
 	op := startOperator(t, "--namespace", base.app.Namespace, "--install-keys-url", ks.URL)
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -56,10 +55,7 @@ func TestRunsUnderChartRBAC(t *testing.T) {
 	applyChartRBAC(t, root)
 
 	// The simulated Atlassian.
-	keys := atlassiantest.NewKeyServer()
-	ks := httptest.NewServer(keys)
-	defer ks.Close()
-	product := atlassiantest.NewProduct(keys)
+	_, ks, product := newAtlassian(t)
 	site := newTenantSite(t, 0)
 
 	app := &connectv1.ConnectApp{

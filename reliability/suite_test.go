@@ -44,6 +44,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// newAtlassian starts a simulated Atlassian for t: an install-key server
+// and a product signing with its key.
+func newAtlassian(t *testing.T) (*atlassiantest.KeyServer, *httptest.Server, *atlassiantest.Product) {
+	t.Helper()
+	keys := atlassiantest.NewKeyServer()
+	ks := httptest.NewServer(keys)
+	t.Cleanup(ks.Close)
+	return keys, ks, atlassiantest.NewProduct(keys)
+}
+
 // receiverFixture is one app in its own namespace behind a real receiver
 // that fetches install keys from keyURL.
 type receiverFixture struct {
