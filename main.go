@@ -246,7 +246,7 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*web
 			if !mgr.GetCache().WaitForCacheSync(ctx) {
 				return errors.New("the ConnectApp cache did not sync")
 			}
-			return nil
+			return index.WaitForSync(ctx)
 		},
 	}
 	if err := mgr.Add(server); err != nil {

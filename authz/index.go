@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -29,6 +30,8 @@ type Index struct {
 	apps    map[types.NamespacedName]*connectv1.ConnectApp
 	tenants map[types.NamespacedName]*connectv1.ConnectTenant
 	secrets map[types.NamespacedName][]byte
+
+	synced []toolscache.ResourceEventHandlerRegistration
 }
 
 // NewIndex returns an empty index; Watch fills it.
@@ -43,22 +46,44 @@ func NewIndex() *Index {
 // Watch feeds the index from c's informers for ConnectApps,
 // ConnectTenants and Secrets (which c should filter to Tenantry's). The
 // informers replay what they hold, so Watch may come before or after c
-// starts; wait for c to sync, and for HasSynced, before serving.
+// starts; wait for c to sync, then WaitForSync, before serving.
 func (x *Index) Watch(ctx context.Context, c cache.Cache) error {
 	for _, obj := range []client.Object{&connectv1.ConnectApp{}, &connectv1.ConnectTenant{}, &corev1.Secret{}} {
 		informer, err := c.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("authz index: %w", err)
 		}
-		if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		reg, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 			AddFunc:    func(o any) { x.set(o) },
 			UpdateFunc: func(_, o any) { x.set(o) },
 			DeleteFunc: x.remove,
-		}); err != nil {
+		})
+		if err != nil {
 			return fmt.Errorf("authz index: %w", err)
 		}
+		x.synced = append(x.synced, reg)
 	}
 	return nil
+}
+
+// WaitForSync returns once the index has received everything the
+// informers listed at start, so that no decision meets a half-filled
+// index, or when ctx ends.
+func (x *Index) WaitForSync(ctx context.Context) error {
+	for {
+		done := true
+		for _, reg := range x.synced {
+			done = done && reg.HasSynced()
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("authz index not synced: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (x *Index) set(o any) {

@@ -77,7 +77,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	go func() { _ = informers.Start(ctx) }()
-	if !informers.WaitForCacheSync(ctx) {
+	if !informers.WaitForCacheSync(ctx) || index.WaitForSync(ctx) != nil {
 		fmt.Fprintln(os.Stderr, "cache did not sync")
 		return 1
 	}

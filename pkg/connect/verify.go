@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/connectjwt"
 )
 
@@ -166,7 +167,7 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (*Identity, error) {
 		return nil, refuse(ReasonTenantUninstalled, "the product uninstalled the app from this site")
 	case !tenant.Enabled:
 		return nil, refuse(ReasonTenantDisabled, "the app is disabled on this site")
-	case tenant.Phase == "Rogue":
+	case tenant.Phase == string(connectv1.PhaseRogue):
 		return nil, refuse(ReasonTenantRogue, "the tenant failed verification and was judged rogue")
 	case v.RefuseUnverified && !tenant.Verified():
 		return nil, refuse(ReasonTenantUnverified, "the product has not confirmed this tenant's shared secret yet (phase %s)", tenant.Phase)
