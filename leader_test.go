@@ -25,7 +25,6 @@ type replica struct {
 	metrics string
 }
 
-
 // TestLeaderFailover runs two tenantry processes against one API server:
 // exactly one leads, and when it stops the other takes over within the
 // lease duration (after a graceful stop, which releases the lease), or
