@@ -38,6 +38,7 @@ func TestConnectAppDefaults(t *testing.T) {
 			Rogue:                connectv1.RoguePolicy{GracePeriod: duration("72h"), Action: connectv1.RogueQuarantine},
 			UninstalledRetention: duration("720h"),
 		},
+		RequestAuthentication: connectv1.RequestAuthentication{UnverifiedTenants: connectv1.UnverifiedTenantsAllow},
 	}
 	if diff := specDiff(want, got.Spec); diff != "" {
 		t.Errorf("defaults not filled in as documented:\n%s", diff)
@@ -127,6 +128,11 @@ func TestConnectAppRejected(t *testing.T) {
 			`spec.tenantPolicy.rogue.action: Unsupported value: "Purge"`},
 		{"bad symmetric reinstall mode", newApp("bad-symmetric", withAppSpec(func(s *connectv1.ConnectAppSpec) { s.TenantPolicy.SymmetricReinstall = "Maybe" })),
 			`spec.tenantPolicy.symmetricReinstall: Unsupported value: "Maybe"`},
+		{"bad unverified-tenants mode", newApp("bad-unverified", withAppSpec(func(s *connectv1.ConnectAppSpec) { s.RequestAuthentication.UnverifiedTenants = "Sometimes" })),
+			`spec.requestAuthentication.unverifiedTenants: Unsupported value: "Sometimes"`},
+		{"relative context-token path", newApp("relative-context", withAppSpec(func(s *connectv1.ConnectAppSpec) {
+			s.RequestAuthentication.ContextTokenPaths = []string{"api/"}
+		})), `spec.requestAuthentication.contextTokenPaths[0]: Invalid value: "api/"`},
 		{"duplicate lifecycle paths", newApp("dup-paths", withAppSpec(func(s *connectv1.ConnectAppSpec) {
 			s.Lifecycle = connectv1.LifecyclePaths{Installed: "/hook", Uninstalled: "/hook", Enabled: "/enabled", Disabled: "/disabled"}
 		})), "the four lifecycle paths must be distinct"},
