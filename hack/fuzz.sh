@@ -10,6 +10,7 @@ fuzztime=${FUZZTIME:-20s}
 targets=(
   "./internal/connectjwt:FuzzParseHeader FuzzVerifyHS256 FuzzCanonicalRequest"
   "./webhook:FuzzDecodePayload"
+  "./authz:FuzzCheck"
 )
 for entry in "${targets[@]}"; do
   pkg=${entry%%:*}

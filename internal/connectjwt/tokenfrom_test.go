@@ -3,7 +3,9 @@ package connectjwt
 import (
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestTokenFrom(t *testing.T) {
@@ -31,5 +33,26 @@ func TestTokenFrom(t *testing.T) {
 				t.Errorf("TokenFrom = %q, %v; want %q, %v", got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestSignatureMustBeCanonical: a signature's last base64url character
+// carries unused bits; a token that differs only there is another
+// spelling of the same signature and is refused, so each token has one.
+func TestSignatureMustBeCanonical(t *testing.T) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	iat := time.Unix(1_763_900_000, 0)
+	token, err := SignHS256([]byte("secret"), OutgoingClaims{Issuer: "i", QSH: "q", IssuedAt: iat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Expectations{QSH: "q", Now: func() time.Time { return iat }}
+	if _, err := VerifyHS256(token, []byte("secret"), want); err != nil {
+		t.Fatalf("the token itself: %v", err)
+	}
+	last := strings.IndexByte(alphabet, token[len(token)-1])
+	respelled := token[:len(token)-1] + string(alphabet[last^1]) // flips an unused bit
+	if _, err := VerifyHS256(respelled, []byte("secret"), want); !errors.Is(err, ErrMalformed) {
+		t.Errorf("another spelling of the signature: %v, want ErrMalformed", err)
 	}
 }
