@@ -41,7 +41,7 @@ var (
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if fuzzing() {
+	if testenv.Fuzzing() {
 		// Fuzz targets need no control plane; don't start one per worker.
 		os.Exit(m.Run())
 	}
@@ -88,15 +88,6 @@ func run(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
-}
-
-func fuzzing() bool {
-	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
-		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
-			return true
-		}
-	}
-	return false
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

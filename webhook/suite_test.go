@@ -40,7 +40,7 @@ const atlassianAddr = "104.192.136.10"
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if fuzzing() {
+	if testenv.Fuzzing() {
 		// Fuzz targets are pure; don't start a control plane in every
 		// fuzz worker.
 		os.Exit(m.Run())
@@ -58,15 +58,6 @@ func TestMain(m *testing.M) {
 	ks.Close()
 	_ = env.Stop()
 	os.Exit(code)
-}
-
-func fuzzing() bool {
-	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
-		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
-			return true
-		}
-	}
-	return false
 }
 
 // harness is one app in its own namespace with a receiver serving it.

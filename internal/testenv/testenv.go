@@ -6,6 +6,7 @@ package testenv
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -260,4 +261,16 @@ func FreeAddrs(n int) []string {
 		addrs[i] = l.Addr().String()
 	}
 	return addrs
+}
+
+// Fuzzing reports whether the test binary runs as a fuzzer or a fuzz
+// worker (call after flag.Parse): fuzz targets are pure, and a TestMain
+// should not start a control plane in every worker.
+func Fuzzing() bool {
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
 }
