@@ -277,11 +277,8 @@ func checkContentType(value string) error {
 // parameter, never both.
 func tokenFrom(req *http.Request) (string, error) {
 	token, err := connectjwt.TokenFrom(req.Header.Get("Authorization"), req.URL.Query())
-	switch {
-	case errors.Is(err, connectjwt.ErrAmbiguousToken):
-		return "", unauthorized(ReasonAmbiguousToken, "%v", err)
-	case err != nil:
-		return "", unauthorized(ReasonMissingToken, "lifecycle callbacks must carry a JWT: %v", err)
+	if err != nil {
+		return "", unauthorized(Reason(connectjwt.Reason(err)), "lifecycle callbacks must carry one JWT: %v", err)
 	}
 	return token, nil
 }

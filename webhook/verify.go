@@ -77,24 +77,5 @@ func tokenRejection(err error) error {
 	if err == nil {
 		return nil
 	}
-	reasons := []struct {
-		target error
-		reason Reason
-	}{
-		{connectjwt.ErrAlgorithm, ReasonAlgorithm},
-		{connectjwt.ErrSignature, ReasonSignature},
-		{connectjwt.ErrExpired, ReasonExpired},
-		{connectjwt.ErrNotYetValid, ReasonNotYetValid},
-		{connectjwt.ErrMissingExpiry, ReasonMissingExpiry},
-		{connectjwt.ErrIssuer, ReasonIssuer},
-		{connectjwt.ErrAudience, ReasonAudience},
-		{connectjwt.ErrContextQSH, ReasonContextQSH},
-		{connectjwt.ErrQSH, ReasonQSH},
-	}
-	for _, r := range reasons {
-		if errors.Is(err, r.target) {
-			return unauthorized(r.reason, "%v", err)
-		}
-	}
-	return unauthorized(ReasonMalformedToken, "%v", err)
+	return unauthorized(Reason(connectjwt.Reason(err)), "%v", err)
 }

@@ -22,7 +22,7 @@ const ContextQSH = "context-qsh"
 // when path starts with it; query excludes nothing yet (jwt is dropped
 // here).
 func CanonicalRequest(method, path, contextPath string, query url.Values) string {
-	return strings.ToUpper(method) + "&" + canonicalURI(path, contextPath) + "&" + canonicalQuery(query)
+	return strings.ToUpper(method) + "&" + CanonicalURI(path, contextPath) + "&" + canonicalQuery(query)
 }
 
 // QueryStringHash is the lower-case hex SHA-256 of CanonicalRequest.
@@ -46,7 +46,9 @@ func QueryStringHashForURL(method, baseURL string, target *url.URL) (string, err
 	return QueryStringHash(method, target.EscapedPath(), base.EscapedPath(), target.Query()), nil
 }
 
-func canonicalURI(path, contextPath string) string {
+// CanonicalURI is a request path as qsh hashes it (protocol.md §2.1): taken
+// relative to contextPath, one trailing "/" dropped, "&" encoded.
+func CanonicalURI(path, contextPath string) string {
 	contextPath = strings.TrimSuffix(contextPath, "/")
 	if contextPath != "" && (path == contextPath || strings.HasPrefix(path, contextPath+"/")) {
 		path = path[len(contextPath):]

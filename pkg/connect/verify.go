@@ -159,7 +159,7 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (*Identity, error) {
 	}
 	claims, err := connectjwt.VerifyHS256(token, tenant.sharedSecret, want)
 	if err != nil {
-		return nil, &AuthError{Reason: reasonFor(err), Err: err}
+		return nil, &AuthError{Reason: Reason(connectjwt.Reason(err)), Err: err}
 	}
 
 	switch {
@@ -183,16 +183,13 @@ func (v *Verifier) basePath() string {
 	return u.EscapedPath()
 }
 
-// contextTokensAllowed reports whether path (relative to contextPath) lies
-// under one of ContextTokenPaths.
+// contextTokensAllowed reports whether path, taken relative to
+// contextPath as qsh takes it, lies under one of ContextTokenPaths.
 func (v *Verifier) contextTokensAllowed(path, contextPath string) bool {
-	contextPath = strings.TrimSuffix(contextPath, "/")
-	if contextPath != "" && (path == contextPath || strings.HasPrefix(path, contextPath+"/")) {
-		path = path[len(contextPath):]
-	}
+	path = connectjwt.CanonicalURI(path, contextPath)
 	for _, prefix := range v.ContextTokenPaths {
-		trimmed := strings.TrimSuffix(prefix, "/")
-		if path == trimmed || path == prefix || strings.HasPrefix(path, trimmed+"/") {
+		prefix = strings.TrimSuffix(prefix, "/")
+		if path == prefix || strings.HasPrefix(path, prefix+"/") {
 			return true
 		}
 	}
@@ -203,33 +200,10 @@ func (v *Verifier) contextTokensAllowed(path, contextPath string) bool {
 // parameter, never both.
 func tokenFrom(req Request) (string, error) {
 	token, err := connectjwt.TokenFrom(req.Authorization, req.URL.Query())
-	switch {
-	case errors.Is(err, connectjwt.ErrAmbiguousToken):
-		return "", &AuthError{Reason: ReasonAmbiguousToken, Err: err}
-	case err != nil:
-		return "", &AuthError{Reason: ReasonMissingToken, Err: err}
+	if err != nil {
+		return "", &AuthError{Reason: Reason(connectjwt.Reason(err)), Err: err}
 	}
 	return token, nil
-}
-
-func reasonFor(err error) Reason {
-	for _, m := range []struct {
-		err    error
-		reason Reason
-	}{
-		{connectjwt.ErrSignature, ReasonBadSignature},
-		{connectjwt.ErrExpired, ReasonTokenExpired},
-		{connectjwt.ErrNotYetValid, ReasonTokenNotYetValid},
-		{connectjwt.ErrMissingExpiry, ReasonMissingExpiry},
-		{connectjwt.ErrContextQSH, ReasonContextQSHRefused},
-		{connectjwt.ErrQSH, ReasonQSHMismatch},
-		{connectjwt.ErrAlgorithm, ReasonUnexpectedAlgorithm},
-	} {
-		if errors.Is(err, m.err) {
-			return m.reason
-		}
-	}
-	return ReasonMalformedToken
 }
 
 type identityKey struct{}
