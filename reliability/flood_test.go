@@ -28,6 +28,7 @@ import (
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/loadgen"
 	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
@@ -162,56 +163,31 @@ func installTimed(product *atlassiantest.Product, target atlassiantest.App, rece
 	tenants []atlassiantest.Tenant, workers int, until <-chan struct{}) *timedInstalls {
 	res := &timedInstalls{}
 	var mu sync.Mutex
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range workers {
-		wg.Go(func() {
-			for {
-				if until != nil {
-					select {
-					case <-until:
-						return
-					default:
-					}
-				}
-				i := int(next.Add(1) - 1)
-				if i >= len(tenants) {
-					return
-				}
-				cb := product.Callback(atlassiantest.EventInstalled, target, tenants[i])
-				began := time.Now()
-				acked := false
-				for attempt := 0; attempt < 300 && !acked; attempt++ {
-					req := product.Request(receiverURL, cb)
-					req.Header.Set("X-Forwarded-For", fmt.Sprintf("104.192.136.%d", 1+(i+w)%8))
-					resp, err := http.DefaultClient.Do(req)
-					if err == nil {
-						_, _ = io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						acked = resp.StatusCode == http.StatusNoContent
-					}
-					if !acked {
-						mu.Lock()
-						res.retries++
-						mu.Unlock()
-						time.Sleep(100 * time.Millisecond)
-					}
-				}
-				mu.Lock()
-				if acked {
-					res.acked++
-					res.tenants = append(res.tenants, tenants[i])
-					res.latencies = append(res.latencies, time.Since(began))
-				} else {
-					res.gaveUp++
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
+	res.elapsed = loadgen.Run(len(tenants), workers, func(i int) bool {
+		select {
+		case <-until: // a nil channel never closes
+			return false
+		default:
+		}
+		cb := product.Callback(atlassiantest.EventInstalled, target, tenants[i])
+		began := time.Now()
+		a := deliver(func() *http.Request {
+			req := product.Request(receiverURL, cb)
+			req.Header.Set("X-Forwarded-For", fmt.Sprintf("104.192.136.%d", 1+i%8))
+			return req
+		}, 300)
+		mu.Lock()
+		defer mu.Unlock()
+		res.retries += a.retries()
+		if a.acked {
+			res.acked++
+			res.tenants = append(res.tenants, tenants[i])
+			res.latencies = append(res.latencies, time.Since(began))
+		} else {
+			res.gaveUp++
+		}
+		return true
+	})
 	return res
 }
 
@@ -246,58 +222,43 @@ func flood(receiverURL string, product *atlassiantest.Product, target atlassiant
 
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}, Timeout: 30 * time.Second}
 	defer hc.CloseIdleConnections()
-	var next, randomKids atomic.Int64
+	var randomKids atomic.Int64
 	var mu sync.Mutex
 	res := floodResult{statuses: map[int]int{}}
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range workers {
-		wg.Go(func() {
-			statuses, errs := map[int]int{}, 0
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= total {
-					break
-				}
-				token, payload := "", body
-				switch k := i % 10; {
-				case k < 4:
-					n := int(randomKids.Add(1) - 1)
-					token = randomKidToken(n / reuse)
-				case k < 6:
-					token = impostor
-				case k < 7:
-					token = unsigned
-				case k < 8:
-					token, payload = impostor, oversized
-				}
-				req, _ := http.NewRequest(http.MethodPost, receiverURL+target.Path(atlassiantest.EventInstalled), bytes.NewReader(payload))
-				req.Header.Set("Content-Type", "application/json")
-				if token != "" {
-					req.Header.Set("Authorization", "JWT "+token)
-				}
-				req.Header.Set("X-Forwarded-For", fmt.Sprintf("198.18.%d.%d", rand.IntN(256), rand.IntN(256)))
-				resp, err := hc.Do(req)
-				if err != nil {
-					errs++
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				statuses[resp.StatusCode]++
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for code, n := range statuses {
-				res.statuses[code] += n
-				res.sent += n
-			}
-			res.transportErrors += errs
-			res.sent += errs
-		})
-	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
+	res.elapsed = loadgen.Run(total, workers, func(i int) bool {
+		token, payload := "", body
+		switch k := i % 10; {
+		case k < 4:
+			n := int(randomKids.Add(1) - 1)
+			token = randomKidToken(n / reuse)
+		case k < 6:
+			token = impostor
+		case k < 7:
+			token = unsigned
+		case k < 8:
+			token, payload = impostor, oversized
+		}
+		req, _ := http.NewRequest(http.MethodPost, receiverURL+target.Path(atlassiantest.EventInstalled), bytes.NewReader(payload))
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "JWT "+token)
+		}
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("198.18.%d.%d", rand.IntN(256), rand.IntN(256)))
+		resp, err := hc.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		res.sent++
+		if err != nil {
+			res.transportErrors++
+		} else {
+			res.statuses[resp.StatusCode]++
+		}
+		return true
+	})
 	res.distinctKids = int((randomKids.Load() + int64(reuse) - 1) / int64(reuse))
 	return res
 }

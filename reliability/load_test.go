@@ -5,8 +5,8 @@ package reliability
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +15,7 @@ import (
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/loadgen"
 	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
@@ -41,55 +42,65 @@ func newTenants(n int, prefix string) []atlassiantest.Tenant {
 }
 
 // installUnderLoad sends one signed install for each tenant to receiverURL
-// from workers clients, retrying every failure every 100 ms (for a minute
-// at most), as Atlassian retries a callback that was not acknowledged.
+// from workers clients, each delivered as Atlassian delivers it (deliver).
 func installUnderLoad(product *atlassiantest.Product, target atlassiantest.App, receiverURL string, tenants []atlassiantest.Tenant, workers int) *loadResult {
-	n := len(tenants)
-	res := &loadResult{tenants: tenants, ackedBy: make([]bool, n)}
-	var acked, unavailable, limited, failed, gaveUp, next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				cb := product.Callback(atlassiantest.EventInstalled, target, res.tenants[i])
-				for attempt := 0; ; attempt++ {
-					if attempt == 600 {
-						gaveUp.Add(1)
-						break
-					}
-					resp, err := http.DefaultClient.Do(product.Request(receiverURL, cb))
-					if err == nil {
-						resp.Body.Close()
-						if resp.StatusCode == http.StatusNoContent {
-							acked.Add(1)
-							res.ackedBy[i] = true
-							break
-						}
-						switch resp.StatusCode {
-						case http.StatusServiceUnavailable:
-							unavailable.Add(1)
-						case http.StatusTooManyRequests:
-							limited.Add(1)
-						default:
-							failed.Add(1)
-						}
-					} else {
-						failed.Add(1)
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
+	res := &loadResult{tenants: tenants, ackedBy: make([]bool, len(tenants))}
+	var acked, unavailable, limited, failed, gaveUp atomic.Int64
+	res.elapsed = loadgen.Run(len(tenants), workers, func(i int) bool {
+		cb := product.Callback(atlassiantest.EventInstalled, target, tenants[i])
+		a := deliver(func() *http.Request { return product.Request(receiverURL, cb) }, 600)
+		unavailable.Add(a.unavailable)
+		limited.Add(a.limited)
+		failed.Add(a.failed)
+		if a.acked {
+			acked.Add(1)
+			res.ackedBy[i] = true
+		} else {
+			gaveUp.Add(1)
+		}
+		return true
+	})
 	res.acked, res.unavailable, res.limited, res.failed, res.gaveUp = acked.Load(), unavailable.Load(), limited.Load(), failed.Load(), gaveUp.Load()
 	return res
+}
+
+// attempts is what the delivery of one callback saw.
+type attempts struct {
+	acked       bool
+	unavailable int64 // 503 answers
+	limited     int64 // 429 answers
+	failed      int64 // transport errors and other answers
+}
+
+func (a attempts) retries() int64 { return a.unavailable + a.limited + a.failed }
+
+// deliver sends the request newRequest builds until it is acknowledged
+// (204), retrying every failure every 100 ms, at most maxAttempts times in
+// all, as Atlassian retries a callback that was not acknowledged.
+func deliver(newRequest func() *http.Request, maxAttempts int) attempts {
+	var a attempts
+	for range maxAttempts {
+		resp, err := http.DefaultClient.Do(newRequest())
+		if err != nil {
+			a.failed++
+		} else {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusNoContent:
+				a.acked = true
+				return a
+			case http.StatusServiceUnavailable:
+				a.unavailable++
+			case http.StatusTooManyRequests:
+				a.limited++
+			default:
+				a.failed++
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return a
 }
 
 // allAcked is a load result in which every tenant was acknowledged.

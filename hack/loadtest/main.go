@@ -26,7 +26,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +40,7 @@ import (
 	"github.com/tenantry/tenantry/internal/atlassiantest"
 	"github.com/tenantry/tenantry/internal/installkeys"
 	"github.com/tenantry/tenantry/internal/ipranges"
+	"github.com/tenantry/tenantry/internal/loadgen"
 	"github.com/tenantry/tenantry/internal/tenantstore"
 	"github.com/tenantry/tenantry/internal/testenv"
 	"github.com/tenantry/tenantry/webhook"
@@ -305,26 +305,16 @@ func send(hc *http.Client, req *http.Request) (int, error) {
 // returns each call's latency, the number of errors and the wall time.
 func runWorkers(count, workers int, do func(i int) error) ([]time.Duration, int, time.Duration) {
 	lat := make([]time.Duration, count)
-	var next, errs atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= count {
-					return
-				}
-				t := time.Now()
-				if err := do(i); err != nil {
-					errs.Add(1)
-				}
-				lat[i] = time.Since(t)
-			}
-		})
-	}
-	wg.Wait()
-	return lat, int(errs.Load()), time.Since(start)
+	var errs atomic.Int64
+	elapsed := loadgen.Run(count, workers, func(i int) bool {
+		t := time.Now()
+		if err := do(i); err != nil {
+			errs.Add(1)
+		}
+		lat[i] = time.Since(t)
+		return true
+	})
+	return lat, int(errs.Load()), elapsed
 }
 
 func pct(lat []time.Duration, p int) time.Duration {

@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -34,6 +33,7 @@ import (
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/loadgen"
 	"github.com/tenantry/tenantry/internal/tenantstore"
 	"github.com/tenantry/tenantry/internal/testenv"
 )
@@ -104,32 +104,22 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 
 	// Store the tenants as the receiver would.
 	store := &tenantstore.Store{Client: env.Client, Scheme: env.Scheme}
-	start := time.Now()
-	var next, failures atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= tenantCount {
-					return
-				}
-				app := apps[i%appCount]
-				host := fmt.Sprintf("site-%d.atlassian.net", i)
-				t := atlassiantest.NewTenant(fmt.Sprintf("site-%d", i))
-				site.KnowOn(host, app.Spec.Key, []byte(t.SharedSecret))
-				_, err := store.Install(ctx, app, tenantstore.Installation{
-					ClientKey: t.ClientKey, SharedSecret: []byte(t.SharedSecret),
-					BaseURL: "https://" + host + ":" + sitePort, ProductType: "jira",
-				})
-				if err != nil {
-					failures.Add(1)
-				}
-			}
+	var failures atomic.Int64
+	stored := loadgen.Run(tenantCount, workers, func(i int) bool {
+		app := apps[i%appCount]
+		host := fmt.Sprintf("site-%d.atlassian.net", i)
+		t := atlassiantest.NewTenant(fmt.Sprintf("site-%d", i))
+		site.KnowOn(host, app.Spec.Key, []byte(t.SharedSecret))
+		_, err := store.Install(ctx, app, tenantstore.Installation{
+			ClientKey: t.ClientKey, SharedSecret: []byte(t.SharedSecret),
+			BaseURL: "https://" + host + ":" + sitePort, ProductType: "jira",
 		})
-	}
-	wg.Wait()
-	fmt.Printf("scaletest: stored %d tenants across %d apps in %s (%d failures)\n", tenantCount, appCount, time.Since(start).Round(time.Millisecond), failures.Load())
+		if err != nil {
+			failures.Add(1)
+		}
+		return true
+	})
+	fmt.Printf("scaletest: stored %d tenants across %d apps in %s (%d failures)\n", tenantCount, appCount, stored.Round(time.Millisecond), failures.Load())
 
 	addrs := testenv.FreeAddrs(3)
 	metricsAddr := addrs[1]
