@@ -7,11 +7,8 @@ package charts_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -21,7 +18,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -41,11 +37,9 @@ func TestMain(m *testing.M) {
 		fail(err)
 	}
 	chart = filepath.Join(root, "charts", "tenantry")
-	out, err := exec.Command("bash", filepath.Join(root, "hack", "helm.sh")).Output()
-	if err != nil {
-		fail(fmt.Errorf("hack/helm.sh: %w", err))
+	if helm, err = testenv.Helm(); err != nil {
+		fail(err)
 	}
-	helm = strings.TrimSpace(string(out))
 	if env, err = testenv.Start(filepath.Join(root, "charts", "testdata", "servicemonitor-crd.yaml")); err != nil {
 		fail(err)
 	}
@@ -64,15 +58,7 @@ var valueSets = []struct{ name, file string }{
 	{"full values", filepath.Join("testdata", "full-values.yaml")},
 }
 
-func runHelm(args ...string) (string, error) {
-	cmd := exec.Command(helm, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String(), nil
-}
+func runHelm(args ...string) (string, error) { return testenv.RunHelm(helm, args...) }
 
 func render(t *testing.T, valuesFile string, set ...string) []*unstructured.Unstructured {
 	t.Helper()
@@ -87,19 +73,9 @@ func render(t *testing.T, valuesFile string, set ...string) []*unstructured.Unst
 	if err != nil {
 		t.Fatal(err)
 	}
-	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		if err := dec.Decode(&obj.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatal(err)
-		}
-		if len(obj.Object) > 0 {
-			objs = append(objs, obj)
-		}
+	objs, err := testenv.DecodeManifests(out)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return objs
 }

@@ -4,10 +4,8 @@ package reliability
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,9 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -142,25 +138,21 @@ func TestRunsUnderChartRBAC(t *testing.T) {
 // creates its ServiceAccount, Roles and bindings in the API server.
 func applyChartRBAC(t *testing.T, root string) {
 	t.Helper()
-	out, err := exec.Command("bash", filepath.Join(root, "hack", "helm.sh")).Output()
+	helm, err := testenv.Helm()
 	if err != nil {
-		t.Fatalf("hack/helm.sh: %v", err)
+		t.Fatal(err)
 	}
-	rendered, err := exec.Command(strings.TrimSpace(string(out)), "template", "tenantry", filepath.Join(root, "charts", "tenantry"),
-		"--namespace", releaseNS, "--set", "watchNamespaces={"+watchedNS+"}").Output()
+	rendered, err := testenv.RunHelm(helm, "template", "tenantry", filepath.Join(root, "charts", "tenantry"),
+		"--namespace", releaseNS, "--set", "watchNamespaces={"+watchedNS+"}")
 	if err != nil {
-		t.Fatalf("helm template: %v", err)
+		t.Fatal(err)
 	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(string(rendered)), 4096)
+	objs, err := testenv.DecodeManifests(rendered)
+	if err != nil {
+		t.Fatal(err)
+	}
 	applied := 0
-	for {
-		obj := &unstructured.Unstructured{}
-		if err := dec.Decode(&obj.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatal(err)
-		}
+	for _, obj := range objs {
 		switch obj.GetKind() {
 		case "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding":
 			if err := env.Client.Create(context.Background(), obj); err != nil {
