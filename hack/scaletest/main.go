@@ -169,7 +169,7 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 	fmt.Printf("scaletest: %d of %d tenants Verified %s after the operator started (per-host concurrency 1, %d distinct hosts, %d calls in flight at most)\n",
 		verified, tenantCount, sweep.Round(100*time.Millisecond), tenantCount, concurrency)
 	fmt.Printf("scaletest: %.0f tenant reconciles (%.0f/s); %.0f API requests by the operator = %.2f per tenant; %d verification calls served by the fake product\n",
-		reconciles, reconciles/sweep.Seconds(), requests, requests/float64(tenantCount), site.Requests.Load())
+		reconciles, reconciles/sweep.Seconds(), requests, requests/float64(tenantCount), site.TotalRequests())
 	fmt.Printf("scaletest: operator peak RSS %s (GOMEMLIMIT %q)\n", peakRSS(cmd.Process.Pid), memLimit)
 	return nil
 }

@@ -42,8 +42,6 @@ type Site struct {
 	// host (see Calls) cannot slip through unseen.
 	Latency time.Duration
 
-	// Requests counts calls; InFlight and MaxInFlight track concurrency.
-	Requests, InFlight, MaxInFlight atomic.Int64
 	// Override, when set, answers every call itself (outages, hangs,
 	// redirects, huge bodies).
 	Override atomic.Pointer[http.HandlerFunc]
@@ -65,6 +63,17 @@ func (s *Site) Calls() map[string]HostCalls {
 		calls[host] = *c
 	}
 	return calls
+}
+
+// TotalRequests is the number of calls the site has answered, on every host.
+func (s *Site) TotalRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	total := 0
+	for _, c := range s.hosts {
+		total += c.Requests
+	}
+	return total
 }
 
 func (s *Site) enter(host string) {
@@ -131,15 +140,6 @@ func (s *Site) SetOverride(h http.HandlerFunc) {
 }
 
 func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.Requests.Add(1)
-	n := s.InFlight.Add(1)
-	defer s.InFlight.Add(-1)
-	for {
-		max := s.MaxInFlight.Load()
-		if n <= max || s.MaxInFlight.CompareAndSwap(max, n) {
-			break
-		}
-	}
 	host, _, err := net.SplitHostPort(r.Host)
 	if err != nil {
 		host = r.Host

@@ -142,10 +142,11 @@ func TestOneCallPerHostAtATime(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := f.site.MaxInFlight.Load(); got != 1 {
+	calls := f.site.Calls()["acme.atlassian.net"]
+	if got := calls.MaxInFlight; got != 1 {
 		t.Errorf("max calls in flight to one host = %d, want 1", got)
 	}
-	if got := f.site.Requests.Load(); got != 5 {
+	if got := calls.Requests; got != 5 {
 		t.Errorf("requests = %d, want 5", got)
 	}
 }
