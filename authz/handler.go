@@ -25,6 +25,7 @@ package authz
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -126,7 +127,7 @@ func (h *Handler) decide(ctx context.Context, r *http.Request) (string, *connect
 // parse takes the app and the original request from a check request.
 func parse(r *http.Request) (types.NamespacedName, connect.Request, error) {
 	refuse := func(reason connect.Reason, msg string) (types.NamespacedName, connect.Request, error) {
-		return types.NamespacedName{}, connect.Request{}, &connect.AuthError{Reason: reason, Err: errString(msg)}
+		return types.NamespacedName{}, connect.Request{}, &connect.AuthError{Reason: reason, Err: errors.New(msg)}
 	}
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), Prefix)
 	if !ok {
@@ -164,7 +165,7 @@ func parse(r *http.Request) (types.NamespacedName, connect.Request, error) {
 func setPath(u *url.URL, escaped string) error {
 	p, err := url.PathUnescape(escaped)
 	if err != nil {
-		return errString("the original path is not a valid escaped path")
+		return errors.New("the original path is not a valid escaped path")
 	}
 	u.Path, u.RawPath = p, escaped
 	return nil
@@ -178,7 +179,3 @@ func firstHeader(r *http.Request, names ...string) string {
 	}
 	return ""
 }
-
-type errString string
-
-func (e errString) Error() string { return string(e) }
