@@ -114,7 +114,7 @@ func lifecyclePaths(app *connectv1.ConnectApp) map[string]string {
 }
 
 // basePath is the path part of the app's baseUrl without a trailing slash:
-// the context path that qsh excludes (protocol.md §2.1).
+// the context path that qsh excludes (docs/protocol.md §2.1).
 func basePath(app *connectv1.ConnectApp) string {
 	u, err := url.Parse(app.Spec.BaseURL)
 	if err != nil {

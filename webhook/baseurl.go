@@ -10,7 +10,7 @@ import (
 
 // checkTenantBaseURL enforces the payload's baseUrl rules: an absolute
 // https URL with a host the app allows, no credentials, no port other than
-// 443, no query or fragment. The body is not signed (protocol.md §1.4), so
+// 443, no query or fragment. The body is not signed (docs/protocol.md §1.4), so
 // this is the first defence against a baseUrl that points somewhere else;
 // the tenant controller's call-back is the second.
 func checkTenantBaseURL(raw string, allowed []connectv1.HostPattern) error {
@@ -41,7 +41,7 @@ func checkTenantBaseURL(raw string, allowed []connectv1.HostPattern) error {
 
 // hostMatches reports whether host matches pattern, where a `*` label
 // stands for exactly one DNS label, as in atlassian-connect-express's host
-// whitelist (protocol.md §1.7): `*.atlassian.net` matches
+// whitelist (docs/protocol.md §1.7): `*.atlassian.net` matches
 // `acme.atlassian.net` but neither `atlassian.net` nor `a.b.atlassian.net`.
 func hostMatches(pattern, host string) bool {
 	pattern = strings.ToLower(pattern)

@@ -13,7 +13,7 @@ import (
 	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
-// payload is a lifecycle callback's body (protocol.md §3). Unknown fields
+// payload is a lifecycle callback's body (docs/protocol.md §3). Unknown fields
 // are accepted and ignored: Atlassian adds fields over time, and refusing
 // them would break every install the day it does.
 type payload struct {
@@ -47,7 +47,7 @@ var fieldLimits = []struct {
 }{
 	{"key", func(p *payload) string { return p.Key }, 1, 64},
 	{"clientKey", func(p *payload) string { return p.ClientKey }, 1, 255},
-	// protocol.md §3: "can be up to 128 characters"; twice that leaves room.
+	// docs/protocol.md §3: "can be up to 128 characters"; twice that leaves room.
 	{"sharedSecret", func(p *payload) string { return p.SharedSecret }, 0, 256},
 	{"baseUrl", func(p *payload) string { return p.BaseURL }, 1, 512},
 	{"displayUrl", func(p *payload) string { return p.DisplayURL }, 0, 512},

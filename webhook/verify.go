@@ -12,7 +12,7 @@ import (
 
 // verify checks the callback's JWT: RS256 with Atlassian's install key for
 // installed and uninstalled, HS256 with the tenant's stored secret for
-// enabled and disabled (protocol.md §1.2). The algorithm comes from the
+// enabled and disabled (docs/protocol.md §1.2). The algorithm comes from the
 // event, never from the token's header.
 func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Header, app *connectv1.ConnectApp, event string, p *payload) error {
 	want := connectjwt.Expectations{

@@ -22,7 +22,7 @@ import (
 )
 
 // addonsPath is the product endpoint apps call to check their licence,
-// which Tenantry uses to verify a tenant (protocol.md §4.2).
+// which Tenantry uses to verify a tenant (docs/protocol.md §4.2).
 const addonsPath = "/rest/atlassian-connect/1/addons/"
 
 // Site is a fake Atlassian site answering the addons endpoint as a product

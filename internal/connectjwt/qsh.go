@@ -11,11 +11,11 @@ import (
 
 // ContextQSH is the fixed qsh of context tokens (AP.context.getToken()).
 // It binds a token to no request, so it is refused wherever a request hash
-// is expected (CVE-2021-26074, protocol.md §2.2).
+// is expected (CVE-2021-26074, docs/protocol.md §2.2).
 const ContextQSH = "context-qsh"
 
 // CanonicalRequest is the canonical form of a request that qsh hashes
-// (protocol.md §2.1): upper-case method, canonical URI and canonical query
+// (docs/protocol.md §2.1): upper-case method, canonical URI and canonical query
 // joined by "&". path is the request path as received (still
 // percent-encoded); contextPath is the path of the base URL the request is
 // relative to (an app's baseUrl path, or "/wiki" for Confluence), stripped
@@ -34,7 +34,7 @@ func QueryStringHash(method, path, contextPath string, query url.Values) string 
 // QueryStringHashForURL is the qsh of a request to target, a URL under
 // baseURL (a tenant's baseUrl, e.g. https://acme.atlassian.net/wiki): the
 // path is taken relative to baseURL's path, as the products expect
-// (protocol.md §4.3).
+// (docs/protocol.md §4.3).
 func QueryStringHashForURL(method, baseURL string, target *url.URL) (string, error) {
 	base, err := url.Parse(baseURL)
 	if err != nil {
@@ -46,7 +46,7 @@ func QueryStringHashForURL(method, baseURL string, target *url.URL) (string, err
 	return QueryStringHash(method, target.EscapedPath(), base.EscapedPath(), target.Query()), nil
 }
 
-// CanonicalURI is a request path as qsh hashes it (protocol.md §2.1): taken
+// CanonicalURI is a request path as qsh hashes it (docs/protocol.md §2.1): taken
 // relative to contextPath, one trailing "/" dropped, "&" encoded.
 func CanonicalURI(path, contextPath string) string {
 	contextPath = strings.TrimSuffix(contextPath, "/")

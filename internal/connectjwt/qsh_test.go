@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// The worked examples of protocol.md §2.3, with their published hashes.
+// The worked examples of docs/protocol.md §2.3, with their published hashes.
 func TestQueryStringHashWorkedExamples(t *testing.T) {
 	helloWorldQuery := "lic=none&tz=Australia%2FSydney&cp=%2Fjira&user_key=&loc=en-US&user_id=&jwt=abc.def.ghi&xdm_e=http%3A%2F%2Fstorm%3A2990&xdm_c=channel-servlet-hello-world&xdm_p=1"
 	helloWorldCanonical := "cp=%2Fjira&lic=none&loc=en-US&tz=Australia%2FSydney&user_id=&user_key=&xdm_c=channel-servlet-hello-world&xdm_e=http%3A%2F%2Fstorm%3A2990&xdm_p=1"
@@ -42,7 +42,7 @@ func TestQueryStringHashWorkedExamples(t *testing.T) {
 	}
 }
 
-// The canonical-string vectors listed under the table in protocol.md §2.3.
+// The canonical-string vectors listed under the table in docs/protocol.md §2.3.
 func TestCanonicalRequestVectors(t *testing.T) {
 	tests := []struct {
 		name, method, path, contextPath, rawQuery, want string

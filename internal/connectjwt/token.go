@@ -23,7 +23,7 @@ const (
 	MaxLeeway = 5 * time.Minute
 	// MaxOutgoingLifetime is the longest lifetime the products accept for
 	// an app's token: "no more than three minutes after the iat"
-	// (protocol.md §4.3).
+	// (docs/protocol.md §4.3).
 	MaxOutgoingLifetime = 3 * time.Minute
 )
 
@@ -324,7 +324,7 @@ var (
 
 // TokenFrom takes a request's Connect JWT from its Authorization header
 // value (`JWT <token>`) or its jwt query parameter, never both: two tokens
-// could disagree (protocol.md §1.3). Another Authorization scheme counts as
+// could disagree (docs/protocol.md §1.3). Another Authorization scheme counts as
 // no token.
 func TokenFrom(authorization string, query url.Values) (string, error) {
 	var fromHeader string

@@ -1,6 +1,6 @@
 // Package installkeys fetches and caches the RSA public keys that verify
 // Atlassian's RS256-signed `installed` and `uninstalled` callbacks, by the
-// token's `kid` (protocol.md §1.3).
+// token's `kid` (docs/protocol.md §1.3).
 //
 //   - A kid is validated before any URL is built: [A-Za-z0-9_\-/] only
 //     (slashes are legal since late 2024), no "..", bounded length.

@@ -12,7 +12,7 @@ const MaxKidLength = 256
 
 // ValidateKid refuses a kid that could not be one of Atlassian's or that
 // could steer the key URL: only [A-Za-z0-9_\-/], no "..", no leading or
-// doubled "/", at most MaxKidLength bytes (protocol.md §1.3).
+// doubled "/", at most MaxKidLength bytes (docs/protocol.md §1.3).
 func ValidateKid(kid string) error {
 	switch {
 	case kid == "":

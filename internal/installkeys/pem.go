@@ -15,7 +15,7 @@ const MinRSABits = 2048
 
 // parsePublicKey reads an RSA public key in PEM, leniently: CRLF or
 // stray whitespace inside the base64 (an ACSB release crashed on exactly
-// that, protocol.md §1.3), "PUBLIC KEY" (PKIX) or "RSA PUBLIC KEY" (PKCS#1).
+// that, docs/protocol.md §1.3), "PUBLIC KEY" (PKIX) or "RSA PUBLIC KEY" (PKCS#1).
 func parsePublicKey(body []byte) (*rsa.PublicKey, error) {
 	text := strings.TrimSpace(strings.ReplaceAll(string(body), "\r", ""))
 	block, _ := pem.Decode([]byte(text))

@@ -13,10 +13,10 @@ type ServerRule struct {
 }
 
 // DefaultServer is the key server for hosts no rule matches, with no
-// fallback (protocol.md §1.3, last row).
+// fallback (docs/protocol.md §1.3, last row).
 const DefaultServer = "https://connect-install-keys.atlassian.com"
 
-// DefaultRules is protocol.md §1.3's table, as atlassian-connect-express
+// DefaultRules is docs/protocol.md §1.3's table, as atlassian-connect-express
 // 11.5 ships it.
 var DefaultRules = []ServerRule{
 	{".atlassian.net", "https://asap-distribution.us-west-2.prod.atl-asap.net", "https://connect-install-keys.atlassian.com"},

@@ -6,7 +6,7 @@
 // # The ranges document
 //
 // Atlassian publishes its networks at https://ip-ranges.atlassian.com/
-// (protocol.md §5.1) as JSON: {creationDate, syncToken, items: [{network,
+// (docs/protocol.md §5.1) as JSON: {creationDate, syncToken, items: [{network,
 // mask_len, cidr, mask, region[], product[], direction[]}]}. Only each
 // item's cidr (IPv4 or IPv6) and product are read. [Parse] refuses the
 // whole document, naming the item, when any cidr does not parse or is
@@ -44,6 +44,6 @@
 //
 // The source check is defence in depth, not authentication: Atlassian
 // does not formally document the published ranges as the source of
-// Connect lifecycle callbacks (protocol.md §5.1 marks it [U]), so the
+// Connect lifecycle callbacks (docs/protocol.md §5.1 marks it [U]), so the
 // signed JWT stays the proof and each app chooses Enforce, Audit or Off.
 package ipranges

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// DefaultURL is where Atlassian publishes its ranges (protocol.md §5.1).
+// DefaultURL is where Atlassian publishes its ranges (docs/protocol.md §5.1).
 const DefaultURL = "https://ip-ranges.atlassian.com/"
 
 // MaxDocumentBytes caps the ranges document. Today's is about 100 KiB;
@@ -40,7 +40,7 @@ type document struct {
 
 // documentItem is the part of an item we use: network, mask_len and mask
 // repeat cidr, region is not to be filtered on (Atlassian's advice), and
-// the values of direction are not known (protocol.md §5.1).
+// the values of direction are not known (docs/protocol.md §5.1).
 type documentItem struct {
 	CIDR    string   `json:"cidr"`
 	Product []string `json:"product"`

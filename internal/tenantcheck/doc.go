@@ -1,5 +1,5 @@
 // Package tenantcheck calls a tenant's product back to prove that the
-// shared secret stored for it is genuine (protocol.md §4): a GET of
+// shared secret stored for it is genuine (docs/protocol.md §4): a GET of
 // <baseUrl>/rest/atlassian-connect/1/addons/<app key> with an HS256 JWT
 // signed with the secret. It classifies the answer as verified (200), a
 // definite rejection (401, 403, 404) or inconclusive (everything else:

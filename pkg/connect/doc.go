@@ -11,7 +11,7 @@
 // passes the tenant in X-Connect-* headers. They still use Tenants and
 // Transport to call the product.
 //
-// Tokens are checked as protocol.md of the Tenantry repository describes:
+// Tokens are checked as docs/protocol.md of the Tenantry repository describes:
 // HS256 only, exp required, iat and nbf within a leeway, iss naming a
 // tenant of this app, qsh equal to the hash of the request (relative to
 // the app's base URL path), and the fixed qsh "context-qsh" accepted only
