@@ -38,11 +38,9 @@ import (
 	"github.com/tenantry/tenantry/internal/ipranges"
 	"github.com/tenantry/tenantry/internal/tenantcheck"
 	"github.com/tenantry/tenantry/internal/tenantstore"
+	"github.com/tenantry/tenantry/internal/version"
 	"github.com/tenantry/tenantry/webhook"
 )
-
-// version is set at build time (-ldflags "-X main.version=…").
-var version = "dev"
 
 // leaderElectionID names the Lease the replicas compete for.
 const leaderElectionID = "tenantry.connect.tenantry.dev"
@@ -100,14 +98,31 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.devResolveTenantsTo, "dev-resolve-tenants-to", "", "DEV ONLY: send every verification call to this IP or IP:port (a local fake product standing in for every site); needs --allow-private-tenant-addresses for loopback")
 }
 
+// subcommands run instead of the operator when named first on the command
+// line (`tenantry cleanup --help`); with none, the binary is the operator.
+// Each lives in a small package of its own and parses its own flags.
+var subcommands = map[string]func(args []string) int{
+	"version": func([]string) int { fmt.Println(version.String()); return 0 },
+}
+
 func main() {
+	if len(os.Args) > 1 {
+		if cmd, ok := subcommands[os.Args[1]]; ok {
+			os.Exit(cmd(os.Args[2:]))
+		}
+	}
 	var opts options
 	opts.bind(flag.CommandLine)
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	// Stack traces only for panics by default: an error log line here is
 	// an operational event (a callback the product will retry), not a bug.
 	zapOpts := zap.Options{StacktraceLevel: zapcore.PanicLevel}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.String())
+		return
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
 	if err := run(ctrl.SetupSignalHandler(), opts); err != nil {
@@ -153,6 +168,10 @@ func run(ctx context.Context, opts options) error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 
+	if err := version.Register(metrics.Registry); err != nil {
+		return fmt.Errorf("register tenantry_build_info: %w", err)
+	}
+
 	server, err := setupReceiver(ctx, mgr, opts)
 	if err != nil {
 		return err
@@ -165,7 +184,7 @@ func run(ctx context.Context, opts options) error {
 	utilruntime.Must(mgr.AddHealthzCheck("ping", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("receiver", server.ReadyCheck))
 
-	log.Info("starting tenantry", "version", version, "receiver", opts.receiverAddr, "namespaces", opts.namespaces.String())
+	log.Info("starting tenantry", "version", version.Version, "revision", version.CurrentRevision(), "receiver", opts.receiverAddr, "namespaces", opts.namespaces.String())
 	return mgr.Start(ctx)
 }
 
