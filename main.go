@@ -70,6 +70,7 @@ type options struct {
 	maxVerifications        int
 	tenantConcurrency       int
 	devResolveTenantsTo     string
+	verificationProxy       string
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -95,6 +96,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.tenantCAFile, "tenant-ca-file", "", "PEM bundle of extra CAs trusted for verification calls (tests and demos)")
 	fs.IntVar(&o.maxVerifications, "max-concurrent-verifications", tenantcheck.DefaultMaxConcurrent, "verification calls in flight overall (one per tenant host at a time in any case)")
 	fs.IntVar(&o.tenantConcurrency, "tenant-reconcile-concurrency", 16, "ConnectTenant reconciles in parallel")
+	fs.StringVar(&o.verificationProxy, "verification-proxy", "", "http://host:port of a forward proxy for verification calls; Tenantry still resolves and checks each tenant's address and asks the proxy to CONNECT to that address (HTTPS_PROXY is never used for these calls)")
 	fs.StringVar(&o.devResolveTenantsTo, "dev-resolve-tenants-to", "", "DEV ONLY: send every verification call to this IP or IP:port (a local fake product standing in for every site); needs --allow-private-tenant-addresses for loopback")
 }
 
@@ -302,6 +304,13 @@ func setupControllers(ctx context.Context, mgr manager.Manager, opts options) er
 			return fmt.Errorf("--dev-resolve-tenants-to: %w", err)
 		}
 		checkerOpts.Resolver, checkerOpts.DevPort = tenantcheck.StaticResolver{addr}, port
+	}
+	if opts.verificationProxy != "" {
+		proxy, err := tenantcheck.ParseProxyURL(opts.verificationProxy)
+		if err != nil {
+			return fmt.Errorf("--verification-proxy: %w", err)
+		}
+		checkerOpts.Proxy = proxy
 	}
 	if opts.tenantCAFile != "" {
 		pem, err := os.ReadFile(opts.tenantCAFile)

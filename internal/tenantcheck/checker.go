@@ -58,7 +58,7 @@ const (
 	// DefaultMaxConcurrent bounds calls in flight across all tenants.
 	DefaultMaxConcurrent = 32
 	// addonsPath is the licence endpoint every Connect app may call
-	// (protocol.md §4.2).
+	// (docs/protocol.md §4.2).
 	addonsPath = "/rest/atlassian-connect/1/addons/"
 )
 
@@ -101,6 +101,13 @@ type Options struct {
 	MaxConcurrent int
 	// Now is the clock used for the JWT's iat; nil means time.Now.
 	Now func() time.Time
+	// Proxy, when set, is an HTTP forward proxy (http://[user:pass@]host:port)
+	// that every call goes through (--verification-proxy). The address
+	// checks stay ours: the tenant's host is resolved and checked here,
+	// and the proxy is asked to CONNECT to the checked IP literal, never to
+	// a name it could resolve elsewhere; TLS to the tenant runs through
+	// the tunnel with the tenant's host name. See proxy.go.
+	Proxy *url.URL
 }
 
 // Target is one tenant to verify.
@@ -156,8 +163,9 @@ func New(opts Options) *Checker {
 			// connection would never be reused, and ten thousand idle TLS
 			// connections cost hundreds of MiB.
 			DisableKeepAlives: true,
-			// No proxy: an HTTP proxy would dial on our behalf and defeat
-			// the address checks.
+			// Never the environment's proxy: it would resolve and dial on
+			// our behalf and defeat the address checks. Options.Proxy
+			// tunnels from dial instead, to the address checked there.
 			Proxy: nil,
 		},
 		CheckRedirect: checkRedirect,
@@ -208,7 +216,11 @@ func (c *Checker) dial(ctx context.Context, network, address string) (net.Conn, 
 			refused = append(refused, addr.String())
 			continue
 		}
-		return dialer.DialContext(ctx, network, net.JoinHostPort(addr.Unmap().String(), port))
+		checked := net.JoinHostPort(addr.Unmap().String(), port)
+		if c.opts.Proxy != nil {
+			return connectThrough(ctx, dialer, c.opts.Proxy, checked)
+		}
+		return dialer.DialContext(ctx, network, checked)
 	}
 	return nil, fmt.Errorf("%w: %s resolves only to %s, which tenant calls may not reach", errAddress, host, strings.Join(refused, ", "))
 }
@@ -289,6 +301,8 @@ func classifyError(err error, timeout time.Duration) Result {
 	switch {
 	case errors.Is(err, errAddress):
 		return Result{Outcome: Inconclusive, Reason: "AddressRefused", Message: unwrapURL(err)}
+	case errors.Is(err, errProxy):
+		return Result{Outcome: Inconclusive, Reason: "ProxyFailed", Message: unwrapURL(err)}
 	case errors.Is(err, errRedirect):
 		return Result{Outcome: Inconclusive, Reason: "RedirectRefused", Message: unwrapURL(err)}
 	case errors.As(err, &dnsErr):
