@@ -34,7 +34,8 @@ func QueryStringHash(method, path, contextPath string, query url.Values) string 
 // QueryStringHashForURL is the qsh of a request to target, a URL under
 // baseURL (a tenant's baseUrl, e.g. https://acme.atlassian.net/wiki): the
 // path is taken relative to baseURL's path, as the products expect
-// (docs/protocol.md §4.3).
+// (docs/protocol.md §4.3). A query that the product could read otherwise
+// than the hash covers (ParseQuery) is an error.
 func QueryStringHashForURL(method, baseURL string, target *url.URL) (string, error) {
 	base, err := url.Parse(baseURL)
 	if err != nil {
@@ -43,7 +44,11 @@ func QueryStringHashForURL(method, baseURL string, target *url.URL) (string, err
 	if !strings.EqualFold(base.Host, target.Host) {
 		return "", fmt.Errorf("target host %q is not the base URL's host %q", target.Host, base.Host)
 	}
-	return QueryStringHash(method, target.EscapedPath(), base.EscapedPath(), target.Query()), nil
+	query, err := ParseQuery(target.RawQuery)
+	if err != nil {
+		return "", err
+	}
+	return QueryStringHash(method, target.EscapedPath(), base.EscapedPath(), query), nil
 }
 
 // CanonicalURI is a request path as qsh hashes it (docs/protocol.md §2.1): taken

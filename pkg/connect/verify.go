@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
@@ -39,6 +38,18 @@ const (
 	ReasonTenantDisabled      Reason = "TenantDisabled"
 	ReasonTenantRogue         Reason = "TenantRogue"
 	ReasonTenantUnverified    Reason = "TenantUnverified"
+	// ReasonAmbiguousQuery: the query is one that parsers read
+	// differently (";", a malformed percent-escape), so no qsh can be
+	// known to cover what the app will read.
+	ReasonAmbiguousQuery Reason = "AmbiguousQuery"
+	// ReasonAmbiguousPath: a context token on a path that proxies and
+	// apps resolve differently (a dot segment, an encoded / or \), so
+	// contextTokenPaths cannot be matched on it.
+	ReasonAmbiguousPath Reason = "AmbiguousPath"
+	// ReasonUnauthenticated is what a caller is told when no stored
+	// secret verifies its token, whatever the precise reason
+	// (UnknownTenant, SecretMissing, BadSignature; see PublicReason).
+	ReasonUnauthenticated Reason = "Unauthenticated"
 	// ReasonLookupFailed is the tenant store failing, not the request:
 	// answer 503, not 401.
 	ReasonLookupFailed Reason = "LookupFailed"
@@ -63,6 +74,25 @@ func ReasonOf(err error) Reason {
 		return ReasonLookupFailed
 	}
 	return ""
+}
+
+// PublicReason is the reason a refused caller is told. Reasons that
+// depend on Tenantry's state before the token's signature is verified
+// (whether a tenant with this clientKey exists, whether its Secret is
+// there, whether the signature failed) all become ReasonUnauthenticated,
+// so an unauthenticated caller cannot probe which tenants exist or what
+// state they are in; the precise reason goes to metrics and debug logs
+// only. Reasons that follow from the request alone (MissingToken,
+// MalformedToken, AmbiguousQuery, ...) are kept: they tell the caller
+// nothing it did not send, and they tell an operator what to fix. Once
+// the signature has verified, the caller holds the tenant's secret, and
+// every reason is told.
+func PublicReason(r Reason) Reason {
+	switch r {
+	case ReasonUnknownTenant, ReasonSecretMissing, ReasonBadSignature:
+		return ReasonUnauthenticated
+	}
+	return r
 }
 
 func refuse(reason Reason, format string, args ...any) error {
@@ -117,11 +147,19 @@ type Verifier struct {
 }
 
 // Verify checks req's Connect JWT and returns who sent it, or an
-// *AuthError whose Reason says why not. The signature is checked before
-// anything about the tenant is revealed, so an unauthenticated caller
-// learns only that its token is not valid.
+// *AuthError whose Reason says why not (tell the caller PublicReason of
+// it). The signature is checked before anything about the tenant is
+// revealed, so an unauthenticated caller learns only that its token is
+// not valid.
 func (v *Verifier) Verify(ctx context.Context, req Request) (*Identity, error) {
-	token, err := tokenFrom(req)
+	// The query as qsh covers it and as the app will read it: from the
+	// raw query, refusing what parsers disagree on (url.URL.Query drops
+	// pairs it cannot parse, so they would escape the hash).
+	query, err := connectjwt.ParseQuery(req.URL.RawQuery)
+	if err != nil {
+		return nil, refuse(ReasonAmbiguousQuery, "%v", err)
+	}
+	token, err := tokenFrom(req.Authorization, query)
 	if err != nil {
 		return nil, err
 	}
@@ -138,19 +176,24 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (*Identity, error) {
 	}
 	tenant, err := v.Tenants.Lookup(ctx, clientKey)
 	switch {
-	case errors.Is(err, ErrUnknownTenant):
-		return nil, refuse(ReasonUnknownTenant, "%v", err)
-	case errors.Is(err, ErrSecretMissing):
+	case errors.Is(err, ErrUnknownTenant), errors.Is(err, ErrSecretMissing):
+		// Spend what a signature check costs, so that the answer's
+		// timing does not tell a missing tenant from a wrong secret.
+		_, _ = connectjwt.VerifyHS256(token, decoySecret, connectjwt.Expectations{})
+		if errors.Is(err, ErrUnknownTenant) {
+			return nil, refuse(ReasonUnknownTenant, "%v", err)
+		}
 		return nil, refuse(ReasonSecretMissing, "%v", err)
 	case err != nil:
 		return nil, refuse(ReasonLookupFailed, "%v", err)
 	}
 
 	path, contextPath := req.URL.EscapedPath(), v.basePath()
+	allowContext, pathErr := v.contextTokensAllowed(path, contextPath)
 	want := connectjwt.Expectations{
 		Issuer:          clientKey,
-		QSH:             connectjwt.QueryStringHash(req.Method, path, contextPath, req.URL.Query()),
-		AllowContextQSH: v.contextTokensAllowed(path, contextPath),
+		QSH:             connectjwt.QueryStringHash(req.Method, path, contextPath, query),
+		AllowContextQSH: allowContext,
 		Leeway:          v.Leeway,
 		Now:             v.Now,
 	}
@@ -158,7 +201,10 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (*Identity, error) {
 		want.Leeway = DefaultLeeway
 	}
 	claims, err := connectjwt.VerifyHS256(token, tenant.sharedSecret, want)
-	if err != nil {
+	switch {
+	case errors.Is(err, connectjwt.ErrContextQSH) && pathErr != nil:
+		return nil, refuse(ReasonAmbiguousPath, "a context token on this path: %v", pathErr)
+	case err != nil:
 		return nil, &AuthError{Reason: Reason(connectjwt.Reason(err)), Err: err}
 	}
 
@@ -175,6 +221,10 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (*Identity, error) {
 	return &Identity{Tenant: tenant, AccountID: claims.Subject, ContextToken: claims.QSH == connectjwt.ContextQSH}, nil
 }
 
+// decoySecret verifies nothing: it only makes a refusal for a missing
+// tenant cost what one for a wrong secret costs.
+var decoySecret = []byte("tenantry: no tenant has this secret")
+
 func (v *Verifier) basePath() string {
 	u, err := url.Parse(v.BaseURL)
 	if err != nil {
@@ -184,22 +234,28 @@ func (v *Verifier) basePath() string {
 }
 
 // contextTokensAllowed reports whether path, taken relative to
-// contextPath as qsh takes it, lies under one of ContextTokenPaths.
-func (v *Verifier) contextTokensAllowed(path, contextPath string) bool {
-	path = connectjwt.CanonicalURI(path, contextPath)
+// contextPath as qsh takes it and normalised as the app will resolve it
+// (connectjwt.NormalizePath), lies under one of ContextTokenPaths. A path
+// that cannot be normalised unambiguously allows no context token, and
+// the error says why.
+func (v *Verifier) contextTokensAllowed(path, contextPath string) (bool, error) {
+	normalized, err := connectjwt.NormalizePath(path)
+	if err != nil {
+		return false, err
+	}
+	normalized = connectjwt.CanonicalURI(normalized, contextPath)
 	for _, prefix := range v.ContextTokenPaths {
-		prefix = strings.TrimSuffix(prefix, "/")
-		if path == prefix || strings.HasPrefix(path, prefix+"/") {
-			return true
+		if connectjwt.UnderPrefix(normalized, prefix) {
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 // tokenFrom takes the JWT from `Authorization: JWT …` or the jwt query
 // parameter, never both.
-func tokenFrom(req Request) (string, error) {
-	token, err := connectjwt.TokenFrom(req.Authorization, req.URL.Query())
+func tokenFrom(authorization string, query url.Values) (string, error) {
+	token, err := connectjwt.TokenFrom(authorization, query)
 	if err != nil {
 		return "", &AuthError{Reason: Reason(connectjwt.Reason(err)), Err: err}
 	}
@@ -216,14 +272,14 @@ func IdentityFrom(ctx context.Context) (*Identity, bool) {
 
 // Middleware admits only requests that Verify accepts, with their
 // Identity in the request context (IdentityFrom). A refused request gets
-// 401 (503 if the tenant store failed) with the reason in the
-// X-Connect-Auth-Reason header and no body.
+// 401 (503 if the tenant store failed) with PublicReason of the reason in
+// the X-Connect-Auth-Reason header and no body.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := v.Verify(r.Context(), RequestFrom(r))
 		if err != nil {
 			reason := ReasonOf(err)
-			w.Header().Set(HeaderAuthReason, string(reason))
+			w.Header().Set(HeaderAuthReason, string(PublicReason(reason)))
 			w.WriteHeader(StatusFor(reason))
 			return
 		}
