@@ -4,27 +4,24 @@
 // serialise them), starts the real tenantry binary against it with a fake
 // Atlassian product answering every site over TLS, and reports how long it
 // takes until every tenant is Verified, reconciles per second, API requests
-// per tenant, and the operator's peak RSS. It prints figures; it asserts
-// nothing.
+// per tenant, the operator's peak RSS and the API server's and etcd's
+// memory. etcd fsyncs every commit, as in production. It prints figures;
+// it asserts nothing.
 //
 //	go run ./hack/scaletest -tenants 10000 -apps 10
+//	go run ./hack/scaletest -tenants 10000 -apps 1
+//	go run ./hack/scaletest -tenants 100000 -apps 10
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,10 +29,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/hack/internal/bench"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
 	"github.com/tenantry/tenantry/internal/loadgen"
 	"github.com/tenantry/tenantry/internal/tenantstore"
-	"github.com/tenantry/tenantry/internal/testenv"
 )
 
 func main() {
@@ -52,40 +49,28 @@ func main() {
 }
 
 func run(tenantCount, appCount, workers, concurrency int, memLimit string) error {
-	root, err := testenv.RepoRoot()
+	cp, err := bench.Start(bench.Options{})
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "tenantry-scaletest-")
+	defer func() { _ = cp.Stop() }()
+	binary, err := bench.BuildTenantry(cp.Dir)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	binary := filepath.Join(dir, "tenantry")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Dir, build.Stderr = root, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build tenantry: %w", err)
-	}
-
-	env, err := testenv.Start()
-	if err != nil {
-		return err
-	}
-	defer func() { _ = env.Stop() }()
 	ctx := context.Background()
 
 	site := &atlassiantest.Site{}
 	srv, _, caPEM := atlassiantest.NewTLSServer(site)
 	defer srv.Close()
 	_, sitePort, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	caFile := filepath.Join(dir, "ca.pem")
+	caFile := filepath.Join(cp.Dir, "ca.pem")
 	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 		return err
 	}
 
 	ns := "scale"
-	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	if err := cp.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}
 	apps := make([]*connectv1.ConnectApp, appCount)
@@ -97,13 +82,21 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 				TenantPolicy: connectv1.TenantPolicy{Verification: connectv1.VerificationPolicy{InitialDelay: &metav1.Duration{}}},
 			},
 		}
-		if err := env.Client.Create(ctx, apps[i]); err != nil {
+		if err := cp.Client.Create(ctx, apps[i]); err != nil {
 			return err
 		}
 	}
+	apiPID, err := cp.APIServerPID()
+	if err != nil {
+		return err
+	}
+	etcdPID, err := cp.EtcdPID()
+	if err != nil {
+		return err
+	}
 
 	// Store the tenants as the receiver would.
-	store := &tenantstore.Store{Client: env.Client, Scheme: env.Scheme}
+	store := &tenantstore.Store{Client: cp.Client, Scheme: cp.Scheme}
 	var failures atomic.Int64
 	stored := loadgen.Run(tenantCount, workers, func(i int) bool {
 		app := apps[i%appCount]
@@ -119,41 +112,52 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 		}
 		return true
 	})
-	fmt.Printf("scaletest: stored %d tenants across %d apps in %s (%d failures)\n", tenantCount, appCount, stored.Round(time.Millisecond), failures.Load())
+	fmt.Printf("scaletest: stored %d tenants across %d apps in %s = %.0f tenants/s, %d workers, etcd fsync on (%d failures)\n",
+		tenantCount, appCount, stored.Round(time.Millisecond), float64(tenantCount)/stored.Seconds(), workers, failures.Load())
+	apiMem, _ := bench.MemoryOf(apiPID)
+	etcdMem, _ := bench.MemoryOf(etcdPID)
+	fmt.Printf("scaletest: after storing: kube-apiserver RSS %s, etcd RSS %s\n", bench.MiB(apiMem.RSS), bench.MiB(etcdMem.RSS))
 
-	addrs := testenv.FreeAddrs(3)
-	metricsAddr := addrs[1]
-	cmd := exec.Command(binary,
-		"--kubeconfig", env.Kubeconfig, "--namespace", ns,
-		"--receiver-bind-address", addrs[0], "--metrics-bind-address", metricsAddr, "--health-probe-bind-address", addrs[2],
+	args := []string{
+		"--kubeconfig", cp.Kubeconfig, "--namespace", ns,
 		"--atlassian-ip-ranges", "", "--allow-private-tenant-addresses", "--dev-resolve-tenants-to", "127.0.0.1",
 		"--tenant-ca-file", caFile, "--zap-log-level", "error",
-		"--max-concurrent-verifications", strconv.Itoa(concurrency), "--tenant-reconcile-concurrency", strconv.Itoa(concurrency))
-	cmd.Stderr = os.Stderr
+		"--max-concurrent-verifications", strconv.Itoa(concurrency), "--tenant-reconcile-concurrency", strconv.Itoa(concurrency),
+	}
+	var env []string
 	if memLimit != "" {
-		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+memLimit)
+		env = append(env, "GOMEMLIMIT="+memLimit)
+	} else {
+		// Not even inherited: the figure is Go's default GC.
+		_ = os.Unsetenv("GOMEMLIMIT")
 	}
 	sweepStart := time.Now()
-	if err := cmd.Start(); err != nil {
+	op, err := bench.StartReplica(binary, args, env, filepath.Join(cp.Dir, "tenantry.log"))
+	if err != nil {
 		return err
 	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
+	defer op.Stop()
+	metricsURL := "http://" + op.Metrics + "/metrics"
 
-	// Watch progress through the operator's own counter: listing ten
-	// thousand tenants every second would load the API server more than
-	// the operator does.
-	for time.Since(sweepStart) < 10*time.Minute {
-		time.Sleep(250 * time.Millisecond)
-		if scrape("http://" + metricsAddr + "/metrics")[verifiedTotal] >= float64(tenantCount) {
+	// Watch progress through the operator's own counter: listing the
+	// tenants every second would load the API server more than the
+	// operator does. Sample memory as it goes (the operator's peak is
+	// its VmHWM; the API server's and etcd's include the store phase).
+	var opCPU0 = bench.CPUs(op.PID())
+	for time.Since(sweepStart) < 60*time.Minute {
+		time.Sleep(500 * time.Millisecond)
+		m := bench.Scrape(metricsURL)
+		if bench.SumSeries(m, "tenantry_tenant_verifications_total", `outcome="Verified"`) >= float64(tenantCount) {
 			break
+		}
+		if op.Exited() {
+			return fmt.Errorf("tenantry exited; see %s", op.Log)
 		}
 	}
 	sweep := time.Since(sweepStart)
+	opCPU := bench.CPUs(op.PID()) - opCPU0
 	var list connectv1.ConnectTenantList
-	if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+	if err := cp.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
 		return err
 	}
 	verified := 0
@@ -162,72 +166,19 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 			verified++
 		}
 	}
-	metrics := scrape("http://" + metricsAddr + "/metrics")
-	reconciles := metrics[`controller_runtime_reconcile_total{controller="connecttenant",result="success"}`] +
-		metrics[`controller_runtime_reconcile_total{controller="connecttenant",result="requeue_after"}`]
-	requests := sumPrefix(metrics, "rest_client_requests_total{")
+	metrics := bench.Scrape(metricsURL)
+	reconciles := bench.SumSeries(metrics, "controller_runtime_reconcile_total", `controller="connecttenant"`)
+	requests := bench.SumSeries(metrics, "rest_client_requests_total")
 	fmt.Printf("scaletest: %d of %d tenants Verified %s after the operator started (per-host concurrency 1, %d distinct hosts, %d calls in flight at most)\n",
 		verified, tenantCount, sweep.Round(100*time.Millisecond), tenantCount, concurrency)
-	fmt.Printf("scaletest: %.0f tenant reconciles (%.0f/s); %.0f API requests by the operator = %.2f per tenant; %d verification calls served by the fake product\n",
-		reconciles, reconciles/sweep.Seconds(), requests, requests/float64(tenantCount), site.TotalRequests())
-	fmt.Printf("scaletest: operator peak RSS %s (GOMEMLIMIT %q)\n", peakRSS(cmd.Process.Pid), memLimit)
+	fmt.Printf("scaletest: %.0f tenant reconciles (%.0f/s); %.0f API requests by the operator = %.2f per tenant; %d verification calls served by the fake product; operator CPU %.2f ms per tenant\n",
+		reconciles, reconciles/sweep.Seconds(), requests, requests/float64(tenantCount), site.TotalRequests(), float64(opCPU.Microseconds())/1000/float64(tenantCount))
+	opMem, _ := bench.MemoryOf(op.PID())
+	apiMem, _ = bench.MemoryOf(apiPID)
+	etcdMem, _ = bench.MemoryOf(etcdPID)
+	fmt.Printf("scaletest: operator peak RSS %s, RSS now %s, Go heap in use %s (GOMEMLIMIT %q)\n", bench.MiB(opMem.Peak), bench.MiB(opMem.RSS),
+		bench.MiB(int64(metrics["go_memstats_heap_inuse_bytes"])), memLimit)
+	fmt.Printf("scaletest: kube-apiserver RSS %s (peak %s), etcd RSS %s (peak %s)\n", bench.MiB(apiMem.RSS), bench.MiB(apiMem.Peak),
+		bench.MiB(etcdMem.RSS), bench.MiB(etcdMem.Peak))
 	return nil
-}
-
-// verifiedTotal is the pseudo-series scrape fills with the successful
-// verifications of every app.
-const verifiedTotal = "verified"
-
-// scrape reads a Prometheus text page into series → value.
-func scrape(url string) map[string]float64 {
-	out := map[string]float64{}
-	resp, err := http.Get(url)
-	if err != nil {
-		return out
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
-			if strings.HasPrefix(line, "tenantry_tenant_verifications_total{") && strings.Contains(line, `outcome="Verified"`) {
-				out[verifiedTotal] += v
-			}
-		}
-	}
-	return out
-}
-
-func sumPrefix(m map[string]float64, prefix string) float64 {
-	var sum float64
-	for k, v := range m {
-		if strings.HasPrefix(k, prefix) {
-			sum += v
-		}
-	}
-	return sum
-}
-
-// peakRSS is the process's high-water resident set (VmHWM).
-func peakRSS(pid int) string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "unknown"
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			kb, _ := strconv.Atoi(strings.Fields(line)[1])
-			return fmt.Sprintf("%.0f MiB", float64(kb)/1024)
-		}
-	}
-	return "unknown"
 }
