@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -51,6 +52,7 @@ type options struct {
 	receiverAddr            string
 	metricsAddr             string
 	probeAddr               string
+	pprofAddr               string
 	leaderElect             bool
 	leaderElectionNamespace string
 	leaseDuration           time.Duration
@@ -78,6 +80,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.receiverAddr, "receiver-bind-address", ":8080", "address the lifecycle receiver listens on")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "address of Go's /debug/pprof endpoints, for diagnosing CPU and memory; 0 disables it")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect one leader among replicas to run the controllers (the receiver runs on every replica)")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
 	fs.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's lease lasts without renewal; a leader killed without stepping down is replaced after at most this plus the retry period")
@@ -156,6 +159,7 @@ func run(ctx context.Context, opts options) error {
 		Cache:                   cacheOpts,
 		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
 		HealthProbeBindAddress:  opts.probeAddr,
+		PprofBindAddress:        opts.pprofAddr,
 		LeaderElection:          opts.leaderElect,
 		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: opts.leaderElectionNamespace,
@@ -199,8 +203,10 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*web
 		return nil, fmt.Errorf("--trusted-proxy-cidr: %w", err)
 	}
 	// Reads go straight to the API server: a retried callback must see
-	// what its first attempt wrote, and Secrets are never cached.
-	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	// what its first attempt wrote, and Secrets are never cached. Its own
+	// user agent tells the receiver's requests apart from the controllers'
+	// in the API server's audit log and metrics.
+	direct, err := client.New(receiverConfig(mgr.GetConfig()), client.Options{Scheme: mgr.GetScheme()})
 	if err != nil {
 		return nil, err
 	}
@@ -274,6 +280,13 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*web
 		return nil, err
 	}
 	return server, nil
+}
+
+// receiverConfig is the receiver's copy of cfg.
+func receiverConfig(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "tenantry-receiver/" + version.Version
+	return cfg
 }
 
 // withAuthz serves the external-auth endpoint under authz.Prefix and the
