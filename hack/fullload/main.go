@@ -44,6 +44,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -71,6 +73,7 @@ type config struct {
 	preload  int
 	settle   time.Duration
 	keepDir  bool
+	variants int
 }
 
 func main() {
@@ -82,6 +85,7 @@ func main() {
 	flag.IntVar(&cfg.preload, "preload", 0, "tenants stored (and verified by the operator) in the same app before the levels run")
 	flag.DurationVar(&cfg.settle, "settle-timeout", 3*time.Minute, "longest wait for a level's tenants to be verified")
 	flag.BoolVar(&cfg.keepDir, "keep", false, "keep the work directory (logs, audit log)")
+	flag.IntVar(&cfg.variants, "variants", 0, "before the levels, compare request variants on the ceiling client at C=32, this many pairs each, three rounds: JSON instead of protobuf for the Secret, fieldValidation=Ignore")
 	flag.Parse()
 	var err error
 	if cfg.levels, err = ints(*levels); err == nil {
@@ -128,12 +132,9 @@ func (r rate) perSecond() float64 { return float64(r.n) / r.elapsed.Seconds() }
 type cpu struct{ tenantry, apiserver, etcd, tool time.Duration }
 
 type procs struct {
-	tenantry          []int
-	apiserver, etcd   int
-	self              int
-	apiRSS, etcdRSS   int64
-	tenantryPeakRSS   int64
-	tenantryRSSByRepl []int64
+	tenantry        []int
+	apiserver, etcd int
+	self            int
 }
 
 func (p procs) sample() cpu {
@@ -268,6 +269,12 @@ func run(cfg config) error {
 		fmt.Printf("fullload: %d preloaded tenants verified in %s\n", cfg.preload, time.Since(sweepStart).Round(time.Second))
 	}
 
+	if cfg.variants > 0 {
+		if err := variants(ctx, cp, cfg.variants); err != nil {
+			return err
+		}
+	}
+
 	audit := bench.NewAudit(cp.AuditLog)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}, Timeout: 30 * time.Second}
 	fmt.Printf("fullload: tenantry ×%d (%s), chart defaults %s, GOMEMLIMIT=%s; etcd fsync on; kube-apiserver %s; %d CPUs\n",
@@ -348,18 +355,14 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
+	var peaks []string
 	for _, r := range replicas {
-		if m, err := bench.MemoryOf(r.PID()); err == nil {
-			p.tenantryRSSByRepl = append(p.tenantryRSSByRepl, m.Peak)
-		}
+		m, _ := bench.MemoryOf(r.PID())
+		peaks = append(peaks, bench.MiB(m.Peak))
 	}
 	apiMem, _ := bench.MemoryOf(p.apiserver)
 	etcdMem, _ := bench.MemoryOf(p.etcd)
 	printSummary(results)
-	peaks := make([]string, len(p.tenantryRSSByRepl))
-	for i, b := range p.tenantryRSSByRepl {
-		peaks[i] = bench.MiB(b)
-	}
 	fmt.Printf("\nstored %d of %d acknowledged installs, lost %d; tenantry peak RSS %s; kube-apiserver RSS %s, etcd RSS %s; whole run %s\n",
 		stored, len(acked), lost, strings.Join(peaks, ", "), bench.MiB(apiMem.RSS), bench.MiB(etcdMem.RSS), time.Since(start).Round(time.Second))
 	return nil
@@ -412,6 +415,11 @@ func send(hc *http.Client, req *http.Request) (int, error) {
 // it), with a plain client and workers in parallel, in a namespace the
 // operator does not watch.
 func ceiling(ctx context.Context, cp *bench.ControlPlane, prefix string, n, workers int) rate {
+	return ceilingWith(ctx, cp.Client, cp, prefix, n, workers)
+}
+
+// ceilingWith is ceiling through c, with opts on every create.
+func ceilingWith(ctx context.Context, c client.Client, cp *bench.ControlPlane, prefix string, n, workers int, opts ...client.CreateOption) rate {
 	secret := []byte(strings.Repeat("s", 64))
 	elapsed := loadgen.Run(n, workers, func(i int) bool {
 		clientKey := fmt.Sprintf("%s-%08d-0000-0000-0000-000000000000", prefix, i)
@@ -431,7 +439,7 @@ func ceiling(ctx context.Context, cp *bench.ControlPlane, prefix string, n, work
 				SharedSecretRef: connectv1.SecretReference{Name: name}, State: connectv1.TenantInstalled, Enabled: ptrTo(true),
 			},
 		}
-		if err := cp.Client.Create(ctx, tenant); err != nil {
+		if err := c.Create(ctx, tenant, opts...); err != nil {
 			fmt.Println("fullload: ceiling:", err)
 			return false
 		}
@@ -443,13 +451,52 @@ func ceiling(ctx context.Context, cp *bench.ControlPlane, prefix string, n, work
 				connectv1.SecretKeyBaseURL: []byte(baseURL)},
 		}
 		_ = controllerutil.SetControllerReference(tenant, s, cp.Scheme)
-		if err := cp.Client.Create(ctx, s); err != nil {
+		if err := c.Create(ctx, s, opts...); err != nil {
 			fmt.Println("fullload: ceiling:", err)
 			return false
 		}
 		return true
 	})
 	return rate{n, elapsed}
+}
+
+// variants measures what the shape of the two creates costs the API
+// server, on the ceiling client with nothing else running, in rounds so
+// that a neighbour's burst of CPU spreads over all of them.
+func variants(ctx context.Context, cp *bench.ControlPlane, n int) error {
+	jsonCfg := rest.CopyConfig(cp.Config)
+	jsonCfg.ContentType = runtime.ContentTypeJSON
+	jsonClient, err := client.New(jsonCfg, client.Options{Scheme: cp.Scheme})
+	if err != nil {
+		return err
+	}
+	kinds := []struct {
+		name string
+		c    client.Client
+		opts []client.CreateOption
+	}{
+		{"default (protobuf Secret, JSON tenant, server's default field validation)", cp.Client, nil},
+		{"JSON Secret", jsonClient, nil},
+		{"fieldValidation=Ignore", cp.Client, []client.CreateOption{client.FieldValidation(metav1.FieldValidationIgnore)}},
+	}
+	sums := make([]rate, len(kinds))
+	apiserver, _ := cp.APIServerPID()
+	etcd, _ := cp.EtcdPID()
+	cpus := make([]time.Duration, len(kinds))
+	for round := range 3 {
+		for i, k := range kinds {
+			before := bench.CPUs(apiserver, etcd)
+			r := ceilingWith(ctx, k.c, cp, fmt.Sprintf("v%d-%d", round, i), n, 32, k.opts...)
+			cpus[i] += bench.CPUs(apiserver, etcd) - before
+			sums[i].n += r.n
+			sums[i].elapsed += r.elapsed
+		}
+	}
+	fmt.Println("\nvariants of the two creates (plain client, C=32, 3 rounds interleaved)")
+	for i, k := range kinds {
+		fmt.Printf("  %-75s %5.0f pairs/s, kube-apiserver+etcd %.2f ms per pair\n", k.name, sums[i].perSecond(), ms(cpus[i], sums[i].n))
+	}
+	return nil
 }
 
 // preload stores n tenants in app as the receiver would, before the
