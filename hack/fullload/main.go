@@ -74,6 +74,7 @@ type config struct {
 	settle   time.Duration
 	keepDir  bool
 	variants int
+	binary   string
 }
 
 func main() {
@@ -84,6 +85,7 @@ func main() {
 	flag.Float64Var(&cfg.perSrc, "rate-limit-per-source", 0, "--rate-limit-per-source for the binary (0 disables it: all load comes from one address); every other flag is the chart's default")
 	flag.IntVar(&cfg.preload, "preload", 0, "tenants stored (and verified by the operator) in the same app before the levels run")
 	flag.DurationVar(&cfg.settle, "settle-timeout", 3*time.Minute, "longest wait for a level's tenants to be verified")
+	flag.StringVar(&cfg.binary, "binary", "", "tenantry binary to run (default: build this checkout)")
 	flag.BoolVar(&cfg.keepDir, "keep", false, "keep the work directory (logs, audit log)")
 	flag.IntVar(&cfg.variants, "variants", 0, "before the levels, compare request variants on the ceiling client at C=32, this many pairs each, three rounds: JSON instead of protobuf for the Secret, fieldValidation=Ignore")
 	flag.Parse()
@@ -170,9 +172,11 @@ func run(cfg config) error {
 		}
 		_ = cp.Stop()
 	}()
-	binary, err := bench.BuildTenantry(cp.Dir)
-	if err != nil {
-		return err
+	binary := cfg.binary
+	if binary == "" {
+		if binary, err = bench.BuildTenantry(cp.Dir); err != nil {
+			return err
+		}
 	}
 
 	// The simulated Atlassian: install keys, and one TLS site answering
