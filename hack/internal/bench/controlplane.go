@@ -11,11 +11,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/tenantry/tenantry/internal/testenv"
 )
@@ -60,6 +64,7 @@ rules:
 
 // Start starts the control plane under a fresh temporary directory.
 func Start(opts Options) (*ControlPlane, error) {
+	logf.SetLogger(logr.Discard())
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -85,11 +90,12 @@ func Start(opts Options) (*ControlPlane, error) {
 			return nil, err
 		}
 	}
-	etcd := &envtest.Etcd{DataDir: etcdDir}
+	// A shared machine can be slow to start them; envtest's 20s is short.
+	etcd := &envtest.Etcd{DataDir: etcdDir, StartTimeout: 2 * time.Minute}
 	// envtest turns fsync off whenever etcd supports the flag; an
 	// explicit value wins over its default.
 	etcd.Configure().Set("unsafe-no-fsync", strconv.FormatBool(opts.UnsafeNoFsync))
-	api := &envtest.APIServer{CertDir: certDir}
+	api := &envtest.APIServer{CertDir: certDir, StartTimeout: 3 * time.Minute}
 	if opts.Audit {
 		policy := filepath.Join(dir, "audit-policy.yaml")
 		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
