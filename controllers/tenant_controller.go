@@ -143,6 +143,9 @@ func (r *TenantReconciler) reconcileTenant(ctx context.Context, tenant *connectv
 		st.UninstalledAt = nil
 	}
 
+	if tenant.Spec.SharedSecretRef.Name == "" {
+		return r.reconcileForgeOnly(tenant, now), nil
+	}
 	secret, err := r.sharedSecret(ctx, tenant)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -422,6 +425,9 @@ func (r *TenantReconciler) deleteOrphanedSecret(ctx context.Context, key types.N
 
 // deleteSecret deletes a tenant Secret, but only one Tenantry manages.
 func (r *TenantReconciler) deleteSecret(ctx context.Context, key types.NamespacedName) error {
+	if key.Name == "" {
+		return nil // a Forge installation has no Secret
+	}
 	secret := &corev1.Secret{}
 	if err := r.Secrets.Get(ctx, key, secret); err != nil {
 		return client.IgnoreNotFound(err)

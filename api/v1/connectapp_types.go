@@ -57,6 +57,14 @@ type ConnectAppSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	RequestAuthentication RequestAuthentication `json:"requestAuthentication,omitempty"`
+
+	// forge declares the app's Forge identity, for an app registered on
+	// Forge (Connect-on-Forge, or with a Forge Remote backend). With it the
+	// receiver serves the Forge lifecycle endpoints and `/authz` accepts
+	// Forge Invocation Tokens; its installations are the same tenants as
+	// its Connect installations.
+	// +optional
+	Forge *ForgeApp `json:"forge,omitempty"`
 }
 
 // RequestAuthentication is how `/authz` judges the product's requests to
@@ -389,6 +397,7 @@ type TenantCounts struct {
 // +kubebuilder:selectablefield:JSONPath=`.spec.key`
 // +kubebuilder:printcolumn:name="Key",type=string,JSONPath=`.spec.key`
 // +kubebuilder:printcolumn:name="Base URL",type=string,JSONPath=`.spec.baseUrl`
+// +kubebuilder:printcolumn:name="Forge App",type=string,priority=1,JSONPath=`.spec.forge.appId`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Tenants",type=integer,JSONPath=`.status.tenants.total`
 // +kubebuilder:printcolumn:name="Verified",type=integer,JSONPath=`.status.tenants.verified`

@@ -10,6 +10,8 @@ import (
 //
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.clientKey) || self.clientKey == oldSelf.clientKey",message="clientKey is immutable: a new clientKey (e.g. after a site import) is a new tenant"
 // +kubebuilder:validation:XValidation:rule="self.appRef.name == oldSelf.appRef.name",message="appRef is immutable: a tenant belongs to one app for life"
+// +kubebuilder:validation:XValidation:rule="has(self.clientKey) || (has(self.installationId) && has(self.cloudId))",message="a tenant without clientKey is a Forge installation and needs installationId and cloudId"
+// +kubebuilder:validation:XValidation:rule="!has(self.clientKey) || (has(self.baseUrl) && has(self.sharedSecretRef))",message="a Connect tenant (with clientKey) needs baseUrl and sharedSecretRef"
 type ConnectTenantSpec struct {
 	// appRef names the ConnectApp, in the same namespace, that this tenant
 	// installed.
@@ -21,10 +23,11 @@ type ConnectTenantSpec struct {
 	// tenant with a new clientKey. It is not a valid object name, so the
 	// tenant's name is derived from a hash of it; find a tenant by clientKey
 	// with the field selector or the operator's index.
+	// A Forge installation with no Connect tenant has none.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
-	// +required
-	ClientKey string `json:"clientKey"`
+	// +optional
+	ClientKey string `json:"clientKey,omitempty"`
 
 	// baseUrl is the product's URL prefix, e.g. `https://acme.atlassian.net`
 	// for Jira or `https://acme.atlassian.net/wiki` for Confluence. Every
@@ -33,8 +36,10 @@ type ConnectTenantSpec struct {
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname().size() != 0",message="baseUrl must be an absolute https URL, e.g. https://acme.atlassian.net"
 	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="baseUrl must not have a query or a fragment"
-	// +required
-	BaseURL string `json:"baseUrl"`
+	// A Forge installation with no Connect tenant has it only when Forge
+	// reported the site URL.
+	// +optional
+	BaseURL string `json:"baseUrl,omitempty"`
 
 	// displayUrl is the URL users see when the site has a custom domain.
 	// Never call the product through it: API calls go to baseUrl.
@@ -100,9 +105,10 @@ type ConnectTenantSpec struct {
 
 	// sharedSecretRef names the Secret, in the same namespace, whose key
 	// `sharedSecret` holds the tenant's shared secret. The secret itself is
-	// never stored in the tenant.
-	// +required
-	SharedSecretRef SecretReference `json:"sharedSecretRef"`
+	// never stored in the tenant. A Forge installation with no Connect
+	// tenant has no shared secret, hence no reference.
+	// +optional
+	SharedSecretRef SecretReference `json:"sharedSecretRef,omitzero"`
 
 	// state is the last lifecycle state the product reported: `Installed`
 	// or `Uninstalled`. Once uninstalled, a tenant stays so until a new
@@ -116,6 +122,17 @@ type ConnectTenantSpec struct {
 	// +kubebuilder:default=true
 	// +optional
 	Enabled *bool `json:"enabled,omitempty"`
+
+	// platform says how the tenant reached Tenantry: `Connect`,
+	// `ConnectOnForge` (a Connect tenant whose Forge installation is known)
+	// or `Forge` (a Forge installation with no Connect tenant and no shared
+	// secret).
+	// +optional
+	Platform TenantPlatform `json:"platform,omitempty"`
+
+	// forge is what Forge's lifecycle events said about the installation.
+	// +optional
+	Forge *ForgeInstallation `json:"forge,omitempty"`
 }
 
 // AppReference names a ConnectApp in the same namespace.
@@ -260,6 +277,7 @@ type ConnectTenantStatus struct {
 // +kubebuilder:printcolumn:name="App",type=string,JSONPath=`.spec.appRef.name`
 // +kubebuilder:printcolumn:name="Client Key",type=string,JSONPath=`.spec.clientKey`
 // +kubebuilder:printcolumn:name="Host",type=string,JSONPath=`.status.host`
+// +kubebuilder:printcolumn:name="Platform",type=string,JSONPath=`.spec.platform`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Verified",type=date,JSONPath=`.status.lastVerifiedAt`
 // +kubebuilder:printcolumn:name="Rotations",type=integer,JSONPath=`.status.secretRotations`

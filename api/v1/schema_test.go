@@ -106,6 +106,12 @@ func TestConnectAppRejected(t *testing.T) {
 		app  *connectv1.ConnectApp
 		want string // a substring of the API server's message
 	}{
+		{"Forge appId that is not an app ARI", newApp("bad-forge-id", withAppSpec(func(s *connectv1.ConnectAppSpec) {
+			s.Forge = &connectv1.ForgeApp{AppID: "8db33809-1f32-48bb-8c52-5877dab48107"}
+		})), "spec.forge.appId in body should match"},
+		{"unknown Forge environment", newApp("bad-forge-env", withAppSpec(func(s *connectv1.ConnectAppSpec) {
+			s.Forge = &connectv1.ForgeApp{AppID: "ari:cloud:ecosystem::app/8db33809-1f32-48bb-8c52-5877dab48107", Environments: []connectv1.ForgeEnvironmentType{"production"}}
+		})), `spec.forge.environments[0]: Unsupported value: "production"`},
 		{"http baseUrl", newApp("http-base", withAppSpec(func(s *connectv1.ConnectAppSpec) { s.BaseURL = "http://connect.example.com" })),
 			"baseUrl must be an absolute https URL"},
 		{"baseUrl with query", newApp("query-base", withAppSpec(func(s *connectv1.ConnectAppSpec) { s.BaseURL = "https://connect.example.com/?a=b" })),
@@ -187,8 +193,15 @@ func TestConnectTenantRejected(t *testing.T) {
 			"baseUrl must be an absolute https URL"},
 		{"baseUrl without host", newTenant("no-host", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.BaseURL = "https:///wiki/x" })),
 			"baseUrl must be an absolute https URL"},
-		{"empty clientKey", newTenant("empty-key", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.ClientKey = "" })),
-			"spec.clientKey: Invalid value: \"\": spec.clientKey in body should be at least 1 chars long"},
+		{"no clientKey and no Forge installation", newTenant("empty-key", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.ClientKey = "" })),
+			"a tenant without clientKey is a Forge installation and needs installationId and cloudId"},
+		{"Forge installation without cloudId", newTenant("forge-no-cloud", withTenantSpec(func(s *connectv1.ConnectTenantSpec) {
+			s.ClientKey, s.InstallationID = "", "ari:cloud:ecosystem::installation/0a3a7799-53ae-4a5b-9e7e-03338980abb5"
+		})), "a tenant without clientKey is a Forge installation and needs installationId and cloudId"},
+		{"Connect tenant without sharedSecretRef", newTenant("no-secret-ref", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.SharedSecretRef.Name = "" })),
+			"a Connect tenant (with clientKey) needs baseUrl and sharedSecretRef"},
+		{"unknown platform", newTenant("bad-platform", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.Platform = "Server" })),
+			`spec.platform: Unsupported value: "Server"`},
 		{"over-long clientKey", newTenant("long-key", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.ClientKey = long(256) })),
 			"spec.clientKey: Too long: may not be more than 255"},
 		{"over-long description", newTenant("long-desc", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.Description = long(1025) })),

@@ -54,6 +54,9 @@ type Tenant struct {
 	BaseURL      string
 	ProductType  string
 	Description  string
+	// InstallationID, when set, is sent as a Connect-on-Forge app's
+	// payload carries it (ari:cloud:ecosystem::installation/<uuid>).
+	InstallationID string
 }
 
 // NewTenant makes a tenant on https://<site>.atlassian.net with a fresh
@@ -118,6 +121,9 @@ func (p *Product) Callback(event string, app App, t Tenant) *Callback {
 	}
 	if event == EventInstalled {
 		payload["sharedSecret"] = t.SharedSecret
+	}
+	if t.InstallationID != "" {
+		payload["installationId"] = t.InstallationID
 	}
 	claims := jwt.MapClaims{
 		"iss": t.ClientKey,
