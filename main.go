@@ -35,6 +35,7 @@ import (
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/authz"
 	"github.com/tenantry/tenantry/controllers"
+	"github.com/tenantry/tenantry/internal/forgejwt"
 	"github.com/tenantry/tenantry/internal/installkeys"
 	"github.com/tenantry/tenantry/internal/ipranges"
 	"github.com/tenantry/tenantry/internal/tenantcheck"
@@ -73,6 +74,7 @@ type options struct {
 	tenantConcurrency       int
 	devResolveTenantsTo     string
 	verificationProxy       string
+	forgeJWKSURL            string
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -100,6 +102,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxVerifications, "max-concurrent-verifications", tenantcheck.DefaultMaxConcurrent, "verification calls in flight overall (one per tenant host at a time in any case)")
 	fs.IntVar(&o.tenantConcurrency, "tenant-reconcile-concurrency", 16, "ConnectTenant reconciles in parallel")
 	fs.StringVar(&o.verificationProxy, "verification-proxy", "", "http://host:port of a forward proxy for verification calls; Tenantry still resolves and checks each tenant's address and asks the proxy to CONNECT to that address (HTTPS_PROXY is never used for these calls)")
+	fs.StringVar(&o.forgeJWKSURL, "forge-jwks-url", forgejwt.DefaultJWKSURL, "JWKS that Forge Invocation Tokens are verified against")
 	fs.StringVar(&o.devResolveTenantsTo, "dev-resolve-tenants-to", "", "DEV ONLY: send every verification call to this IP or IP:port (a local fake product standing in for every site); needs --allow-private-tenant-addresses for loopback")
 }
 
@@ -259,16 +262,35 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*web
 	if err := index.Watch(ctx, mgr.GetCache()); err != nil {
 		return nil, err
 	}
+	// Forge: one key set and one replay cache for the lifecycle routes and
+	// /authz, so a rotation costs one JWKS fetch for both.
+	forgeKeys := &forgejwt.KeySet{URL: opts.forgeJWKSURL}
+	forgeReplay := &forgejwt.ReplayCache{}
+	forgeApps := webhook.NewForgeAppIndex()
+	if err := forgeApps.Watch(ctx, informer, mgr.GetCache()); err != nil {
+		return nil, err
+	}
+	forge := &webhook.ForgeReceiver{
+		Apps:    forgeApps,
+		Store:   receiver.Store,
+		Keys:    forgeKeys,
+		Replay:  forgeReplay,
+		Events:  mgr.GetEventRecorder("tenantry-receiver"),
+		Metrics: webhook.NewForgeMetrics(metrics.Registry),
+		Log:     ctrl.Log.WithName("forge"),
+		Leeway:  opts.clockSkew,
+	}
 	authorizer := &authz.Handler{
 		Index:   index,
 		Leeway:  opts.clockSkew,
 		Metrics: authz.NewMetrics(metrics.Registry),
 		Log:     ctrl.Log.WithName("authz"),
+		Forge:   authz.NewForge(forgeKeys, forgeReplay, metrics.Registry),
 	}
 
 	server := &webhook.Server{
 		Addr:    opts.receiverAddr,
-		Handler: withAuthz(authorizer, receiver),
+		Handler: withAuthz(authorizer, forge.Wrap(receiver)),
 		WaitFor: func(ctx context.Context) error {
 			if !mgr.GetCache().WaitForCacheSync(ctx) {
 				return errors.New("the ConnectApp cache did not sync")

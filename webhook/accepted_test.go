@@ -64,6 +64,7 @@ func TestLifecycleStory(t *testing.T) {
 		AppRef: connectv1.AppReference{Name: h.app.Name}, ClientKey: acme.ClientKey, BaseURL: acme.BaseURL,
 		ProductType: "jira", Description: acme.Description, ServerVersion: "100213", PluginsVersion: "1001.0.0-SNAPSHOT",
 		SharedSecretRef: connectv1.SecretReference{Name: tenant.Name}, State: connectv1.TenantInstalled, Enabled: tenant.Spec.Enabled,
+		Platform: connectv1.PlatformConnect,
 	}
 	if tenant.Spec != want {
 		t.Errorf("stored spec\n %+v\nwant\n %+v", tenant.Spec, want)

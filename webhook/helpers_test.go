@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,3 +14,5 @@ func decodeJSON(resp *http.Response, v any) error {
 	}
 	return json.Unmarshal(body, v)
 }
+
+func base64URL(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

@@ -80,14 +80,14 @@ type InstallResult struct {
 	Unchanged bool
 }
 
-// Install creates or updates the tenant and its Secret so that they hold
+// install creates or updates the tenant and its Secret so that they hold
 // what in says, idempotently: a retried identical callback writes nothing.
 // A new tenant is created before its Secret (the Secret is owned by it);
 // for an existing tenant the Secret is written first and the tenant's
 // fingerprint annotation second, so the annotation never names a secret
 // that is not stored yet. Conflicts are retried; any other API error is
 // returned and the caller must not acknowledge the callback.
-func (s *Store) Install(ctx context.Context, app *connectv1.ConnectApp, in Installation) (InstallResult, error) {
+func (s *Store) install(ctx context.Context, app *connectv1.ConnectApp, in Installation) (InstallResult, error) {
 	name := TenantName(app.Name, in.ClientKey)
 	key := types.NamespacedName{Namespace: app.Namespace, Name: name}
 	fingerprint := Fingerprint(in.SharedSecret)
@@ -103,7 +103,7 @@ func (s *Store) Install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 	switch {
 	case apierrors.IsNotFound(err):
 		// Deleted between our create and get: start over.
-		return s.Install(ctx, app, in)
+		return s.install(ctx, app, in)
 	case err != nil:
 		return InstallResult{}, fmt.Errorf("get tenant %s: %w", key, err)
 	case existing.Spec.ClientKey != in.ClientKey:
@@ -194,7 +194,7 @@ func applyInstallation(tenant *connectv1.ConnectTenant, app *connectv1.ConnectAp
 		Description:                     in.Description,
 		ServiceEntitlementNumber:        in.ServiceEntitlementNumber,
 		CloudID:                         firstNonEmpty(in.CloudID, tenant.Spec.CloudID),
-		InstallationID:                  in.InstallationID,
+		InstallationID:                  firstNonEmpty(in.InstallationID, tenant.Spec.InstallationID),
 		OAuthClientID:                   in.OAuthClientID,
 		ServerVersion:                   in.ServerVersion,
 		PluginsVersion:                  in.PluginsVersion,
@@ -203,7 +203,14 @@ func applyInstallation(tenant *connectv1.ConnectTenant, app *connectv1.ConnectAp
 		// enabled/disabled callbacks own this field; an install keeps it,
 		// and the `enabled` callback that follows an install sets it.
 		Enabled: enabled,
+		// Forge lifecycle events own these (forge.go).
+		Forge:    tenant.Spec.Forge,
+		Platform: connectv1.PlatformConnect,
 	}
+	if tenant.Spec.InstallationID != "" {
+		tenant.Spec.Platform = connectv1.PlatformConnectOnForge
+	}
+	applyForgeLabels(tenant)
 }
 
 // ensureSecret makes the tenant's Secret hold in's secret and identity,
