@@ -61,9 +61,14 @@ type Handler struct {
 	Now     func() time.Time
 	Metrics *Metrics
 	Log     logr.Logger
+	// Forge, when set, answers requests with a Bearer token (forge.go).
+	Forge *Forge
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.serveForge(w, r) {
+		return
+	}
 	start := time.Now()
 	appLabel, id, err := h.decide(r.Context(), r)
 	if err != nil {

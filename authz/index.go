@@ -30,6 +30,7 @@ type Index struct {
 	apps    map[types.NamespacedName]*connectv1.ConnectApp
 	tenants map[types.NamespacedName]*connectv1.ConnectTenant
 	secrets map[types.NamespacedName][]byte
+	forge   forgeIndex
 
 	synced []toolscache.ResourceEventHandlerRegistration
 }
@@ -94,6 +95,7 @@ func (x *Index) set(o any) {
 		x.apps[client.ObjectKeyFromObject(obj)] = obj
 	case *connectv1.ConnectTenant:
 		x.tenants[client.ObjectKeyFromObject(obj)] = obj
+		x.forge.set(obj)
 	case *corev1.Secret:
 		if secret := obj.Data[connectv1.SecretKeySharedSecret]; len(secret) > 0 {
 			x.secrets[client.ObjectKeyFromObject(obj)] = secret
@@ -119,6 +121,7 @@ func (x *Index) remove(o any) {
 		delete(x.apps, key)
 	case *connectv1.ConnectTenant:
 		delete(x.tenants, key)
+		x.forge.remove(key)
 	case *corev1.Secret:
 		delete(x.secrets, key)
 	}

@@ -1,0 +1,194 @@
+package authz
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/forgejwt"
+	"github.com/tenantry/tenantry/pkg/connect"
+)
+
+// Headers a Forge-mode decision sets for the app, every one of them on
+// every allowed request (empty when unknown), so that a proxy copying them
+// overwrites whatever a client sent. The Connect headers X-Connect-App,
+// X-Connect-Tenant and X-Connect-Client-Key are set too.
+const (
+	HeaderForgeInstallationID = "X-Forge-Installation-Id"
+	HeaderForgeCloudID        = "X-Forge-Cloud-Id"
+	HeaderForgeSiteURL        = "X-Forge-Site-Url"
+	HeaderForgeAPIBaseURL     = "X-Forge-Api-Base-Url"
+	HeaderForgeEnvironment    = "X-Forge-Environment"
+	HeaderForgePrincipal      = "X-Forge-Principal"
+	HeaderForgeLicenseActive  = "X-Forge-License-Active"
+	HeaderForgeAppVersion     = "X-Forge-App-Version"
+	HeaderForgeModuleKey      = "X-Forge-Module-Key"
+)
+
+// Forge-mode reasons, beside forgejwt's token reasons.
+const (
+	// ReasonForgeNotConfigured: a Bearer token for an app without
+	// spec.forge.
+	ReasonForgeNotConfigured connect.Reason = "ForgeNotConfigured"
+	// ReasonUnknownInstallation: no tenant for the installation, and the
+	// app's unseenInstallations policy is Refuse.
+	ReasonUnknownInstallation connect.Reason = "UnknownInstallation"
+	// ReasonInstallationUninstalled: the installation's tenant is
+	// Uninstalled.
+	ReasonInstallationUninstalled connect.Reason = "TenantUninstalled"
+	// ReasonInstallationRogue: the installation's tenant was judged rogue.
+	ReasonInstallationRogue connect.Reason = "TenantRogue"
+	// ReasonUnlicensed: no active licence, and the app's unlicensed policy
+	// is Refuse.
+	ReasonUnlicensed connect.Reason = "Unlicensed"
+)
+
+// Forge is the Forge mode of the endpoint: requests with
+// `Authorization: Bearer <FIT>` to an app with spec.forge.
+type Forge struct {
+	Keys   forgejwt.KeyProvider
+	Replay *forgejwt.ReplayCache
+	// unseen counts allowed requests from installations with no tenant.
+	unseen *prometheus.CounterVec
+}
+
+// NewForge returns the Forge mode and registers its metric with reg.
+func NewForge(keys forgejwt.KeyProvider, replay *forgejwt.ReplayCache, reg prometheus.Registerer) *Forge {
+	f := &Forge{Keys: keys, Replay: replay, unseen: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tenantry_authz_forge_unseen_total",
+		Help: "Forge Remote requests with a valid FIT from an installation Tenantry has no tenant for, by app and decision (allowed, refused per spec.forge.unseenInstallations).",
+	}, []string{"app", "decision"})}
+	if reg != nil {
+		reg.MustRegister(f.unseen)
+	}
+	return f
+}
+
+// serveForge answers a check whose Authorization is a Bearer token and
+// reports true; false leaves the request to the Connect mode.
+func (h *Handler) serveForge(w http.ResponseWriter, r *http.Request) bool {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || h.Forge == nil {
+		return false
+	}
+	start := time.Now()
+	label, claims, tenant, err := h.decideForge(r, token)
+	if err != nil {
+		reason := forgeReason(err)
+		status := http.StatusUnauthorized
+		if errors.Is(err, forgejwt.ErrKeysUnavailable) {
+			status = http.StatusServiceUnavailable
+		}
+		w.Header().Set(connect.HeaderAuthReason, string(reason))
+		w.WriteHeader(status)
+		h.Metrics.observe(label, status, reason, time.Since(start))
+		log := h.Log.WithValues("app", label, "reason", reason, "mode", "forge")
+		if status >= 500 {
+			log.Error(err, "authz decision failed")
+		} else {
+			log.V(1).Info("request refused", "message", err.Error())
+		}
+		return true
+	}
+	hdr := w.Header()
+	hdr.Set(connect.HeaderApp, label)
+	hdr.Set(HeaderForgeInstallationID, claims.InstallationID())
+	hdr.Set(HeaderForgeCloudID, claims.CloudID())
+	hdr.Set(HeaderForgeSiteURL, claims.SiteURL())
+	hdr.Set(HeaderForgeAPIBaseURL, claims.App.APIBaseURL)
+	hdr.Set(HeaderForgeEnvironment, claims.App.Environment.Type)
+	hdr.Set(HeaderForgePrincipal, claims.Principal)
+	hdr.Set(HeaderForgeAppVersion, claims.AppVersion())
+	hdr.Set(HeaderForgeModuleKey, claims.App.Module.Key)
+	licence := ""
+	if claims.App.License != nil {
+		licence = strconv.FormatBool(claims.App.License.IsActive)
+	}
+	hdr.Set(HeaderForgeLicenseActive, licence)
+	tenantName, clientKey := "", ""
+	if tenant != nil {
+		tenantName, clientKey = tenant.Name, tenant.Spec.ClientKey
+	}
+	hdr.Set(connect.HeaderTenantObject, tenantName)
+	hdr.Set(connect.HeaderClientKey, clientKey)
+	hdr.Set(connect.HeaderTokenType, "forge")
+	w.WriteHeader(http.StatusOK)
+	h.Metrics.observe(label, http.StatusOK, "", time.Since(start))
+	return true
+}
+
+func (h *Handler) decideForge(r *http.Request, token string) (string, *forgejwt.Claims, *connectv1.ConnectTenant, error) {
+	key, err := appFromPath(r)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	app, err := h.Index.app(key)
+	if err != nil {
+		return "", nil, nil, &connect.AuthError{Reason: ReasonUnknownApp, Err: err}
+	}
+	label := key.Namespace + "/" + key.Name
+	if app.Spec.Forge == nil {
+		return label, nil, nil, &connect.AuthError{Reason: ReasonForgeNotConfigured, Err: errors.New("a Bearer token for an app without spec.forge")}
+	}
+	envs := make([]string, 0, len(app.Spec.Forge.Environments))
+	for _, e := range app.Spec.Forge.Environments {
+		envs = append(envs, string(e))
+	}
+	now := time.Now
+	if h.Now != nil {
+		now = h.Now
+	}
+	v := forgejwt.Verifier{Keys: h.Forge.Keys, AppID: app.Spec.Forge.AppID, Environments: envs, Leeway: h.Leeway, Replay: h.Forge.Replay, Now: h.Now}
+	claims, err := v.Verify(r.Context(), token)
+	if err != nil {
+		return label, nil, nil, err
+	}
+	tenant := h.Index.forgeTenant(app, claims.InstallationID(), claims.CloudID())
+	switch {
+	case tenant == nil && app.Spec.Forge.UnseenInstallations == connectv1.ForgeUnseenRefuse:
+		h.Forge.unseen.WithLabelValues(label, "refused").Inc()
+		return label, nil, nil, &connect.AuthError{Reason: ReasonUnknownInstallation, Err: errors.New("no tenant for this Forge installation")}
+	case tenant == nil:
+		h.Forge.unseen.WithLabelValues(label, "allowed").Inc()
+	case tenant.Spec.State == connectv1.TenantUninstalled:
+		return label, nil, nil, &connect.AuthError{Reason: ReasonInstallationUninstalled, Err: errors.New("the installation's tenant is uninstalled")}
+	case tenant.Status.Phase == connectv1.PhaseRogue:
+		return label, nil, nil, &connect.AuthError{Reason: ReasonInstallationRogue, Err: errors.New("the installation's tenant was judged rogue")}
+	}
+	if app.Spec.Forge.Unlicensed == connectv1.ForgeUnlicensedRefuse && (claims.App.License == nil || !claims.App.License.IsActive) {
+		return label, nil, nil, &connect.AuthError{Reason: ReasonUnlicensed, Err: errors.New("no active licence")}
+	}
+	// Spent last, once the request is allowed; atomically, so that two
+	// concurrent requests with one token cannot both pass.
+	if h.Forge.Replay != nil && !h.Forge.Replay.Spend(claims.ID, claims.ExpiresAt.Add(forgejwt.MaxLeeway), now()) {
+		return label, nil, nil, forgejwt.ErrReplayed
+	}
+	return label, claims, tenant, nil
+}
+
+// appFromPath reads /authz/<namespace>/<connectapp>[/…]: the FIT is bound
+// to no request, so the original URI is not needed.
+func appFromPath(r *http.Request) (types.NamespacedName, error) {
+	rest, _ := strings.CutPrefix(r.URL.EscapedPath(), Prefix)
+	namespace, rest, _ := strings.Cut(rest, "/")
+	name, _, _ := strings.Cut(rest, "/")
+	if len(validation.IsDNS1123Label(namespace)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		return types.NamespacedName{}, &connect.AuthError{Reason: ReasonUnknownApp, Err: errors.New("the check URL must be " + Prefix + "<namespace>/<connectapp>")}
+	}
+	return types.NamespacedName{Namespace: namespace, Name: name}, nil
+}
+
+func forgeReason(err error) connect.Reason {
+	var ae *connect.AuthError
+	if errors.As(err, &ae) {
+		return ae.Reason
+	}
+	return connect.Reason(forgejwt.Reason(err))
+}
