@@ -11,6 +11,7 @@ targets=(
   "./internal/connectjwt:FuzzParseHeader FuzzVerifyHS256 FuzzCanonicalRequest"
   "./webhook:FuzzDecodePayload"
   "./authz:FuzzCheck"
+  "./internal/forgejwt:FuzzVerifyFIT"
 )
 for entry in "${targets[@]}"; do
   pkg=${entry%%:*}
