@@ -243,16 +243,10 @@ func TestForgeBeforeConnectJoinsOneTenant(t *testing.T) {
 func TestForgeRetriesThroughJWKSOutage(t *testing.T) {
 	f := newForgeHarness(t)
 	acme := newSite()
-	f.jwks.Down.Store(true)
-	f.sender.Delay = 50 * time.Millisecond
-	go func() {
-		// Comes back after about two attempts.
-		time.Sleep(75 * time.Millisecond)
-		f.jwks.Down.Store(false)
-	}()
+	f.jwks.FailNext.Store(2) // the first two fetches fail
 	d := f.sender.Send(context.Background(), f.url+"/forge/installed", atlassiantest.ForgeInstalledEvent(f.appID, acme.installationID), f.fit(acme))
-	if !d.Delivered() || d.Statuses[0] != http.StatusServiceUnavailable {
-		t.Fatalf("deliveries %v: want 503 first, then 204", d.Statuses)
+	if !d.Delivered() || len(d.Statuses) != 3 || d.Statuses[0] != http.StatusServiceUnavailable || d.Statuses[1] != http.StatusServiceUnavailable {
+		t.Fatalf("deliveries %v: want 503, 503, 204", d.Statuses)
 	}
 	f.forgeTenant(acme)
 }
@@ -450,5 +444,33 @@ func TestForgeMethodNotAllowed(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, f.url+"/forge/installed", nil)
 	if status, reason := f.send(req); status != http.StatusMethodNotAllowed || reason != "MethodNotAllowed" {
 		t.Fatalf("GET: %d %s", status, reason)
+	}
+}
+
+// A Connect tenant stored before the Forge labels existed (it recorded
+// installationId, but carries no label) is still found and joined.
+func TestForgeJoinsTenantStoredBeforeLabels(t *testing.T) {
+	f := newForgeHarness(t)
+	acme := newSite()
+	tenant := atlassiantest.NewTenant("acme")
+	tenant.InstallationID = acme.installationID
+	if status, _ := f.deliver(f.callback("installed", tenant)); status != http.StatusNoContent {
+		t.Fatal("Connect install refused")
+	}
+	stored, _ := f.tenant(tenant.ClientKey)
+	delete(stored.Labels, connectv1.LabelForgeInstallation)
+	delete(stored.Labels, connectv1.LabelCloudID)
+	if err := env.Client.Update(context.Background(), stored); err != nil {
+		t.Fatal(err)
+	}
+	if status, reason := f.event("/forge/installed", acme, atlassiantest.ForgeInstalledEvent(f.appID, acme.installationID)); status != http.StatusNoContent {
+		t.Fatalf("Forge install: %d %s", status, reason)
+	}
+	joined, _ := f.tenant(tenant.ClientKey)
+	if joined.Spec.CloudID != acme.cloudID || joined.Labels[connectv1.LabelForgeInstallation] == "" {
+		t.Fatalf("the unlabelled Connect tenant was not joined and labelled: %+v %v", joined.Spec, joined.Labels)
+	}
+	if tenants, _ := f.stored(); len(tenants) != 1 {
+		t.Errorf("%d tenants, want 1", len(tenants))
 	}
 }

@@ -97,6 +97,11 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 	defer siteSrv.Close()
 	fmt.Printf("install keys at %s (kid %s); every *.atlassian.net site served at %s\n", keySrv.URL, d.product.Kid, siteSrv.URL)
 
+	forgeJWKS := atlassiantest.NewForgeJWKS()
+	forgeSrv := httptest.NewServer(forgeJWKS)
+	defer forgeSrv.Close()
+	fmt.Printf("Forge's JWKS at %s\n", forgeSrv.URL)
+
 	files, err := writeFiles(workdir, env, caPEM)
 	if err != nil {
 		return err
@@ -113,6 +118,7 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 		"--allow-private-tenant-addresses", "--tenant-ca-file", files.ca,
 		"--dev-resolve-tenants-to", siteSrv.Listener.Addr().String(),
 		"--zap-log-level", logLevel,
+		"--forge-jwks-url", forgeSrv.URL,
 	}
 	say("Starting tenantry (log: %s)", files.log)
 	fmt.Printf("$ %s %s\n", binary, strings.Join(args, " "))
@@ -137,11 +143,15 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 	if err := d.story(ctx); err != nil {
 		return err
 	}
+	if err := d.forgeChapter(ctx, forgeJWKS); err != nil {
+		return err
+	}
 
 	say("Where things stand")
 	d.kubectl("get", "capp,ctenant", "-o", "wide")
 	say("A few metrics (http://%s/metrics)", d.metrics)
-	printMetrics("http://"+d.metrics+"/metrics", "tenantry_receiver_requests_total", "tenantry_tenants{", "tenantry_tenant_verifications_total")
+	printMetrics("http://"+d.metrics+"/metrics", "tenantry_receiver_requests_total", "tenantry_tenants{", "tenantry_tenant_verifications_total",
+		"tenantry_forge_events_total", "tenantry_forge_installations_total")
 
 	if dump != "" {
 		if err := d.dump(dump, files.log); err != nil {
@@ -293,7 +303,11 @@ func (d *demo) dump(dir, logPath string) error {
 
 // waitFor polls the tenant until ok, printing its phase as it changes.
 func (d *demo) waitFor(ctx context.Context, t atlassiantest.Tenant, what string, ok func(*connectv1.ConnectTenant) bool) error {
-	key := types.NamespacedName{Namespace: "default", Name: tenantstore.TenantName(d.appName, t.ClientKey)}
+	return d.waitForKey(ctx, types.NamespacedName{Namespace: "default", Name: tenantstore.TenantName(d.appName, t.ClientKey)}, what, ok)
+}
+
+// waitForKey polls the tenant named key until ok.
+func (d *demo) waitForKey(ctx context.Context, key types.NamespacedName, what string, ok func(*connectv1.ConnectTenant) bool) error {
 	deadline := time.Now().Add(3 * time.Minute)
 	last := ""
 	for time.Now().Before(deadline) {

@@ -31,6 +31,8 @@ type ForgeJWKS struct {
 	Requests atomic.Int64
 	// Down, when set, makes every answer a 503, as in an outage.
 	Down atomic.Bool
+	// FailNext makes the next FailNext answers 503s, a short outage.
+	FailNext atomic.Int64
 }
 
 type forgeKey struct {
@@ -98,7 +100,7 @@ func (j *ForgeJWKS) Document() []byte {
 // ServeHTTP answers GET with the JWKS document.
 func (j *ForgeJWKS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	j.Requests.Add(1)
-	if j.Down.Load() {
+	if j.Down.Load() || j.FailNext.Add(-1) >= 0 {
 		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
 		return
 	}

@@ -72,43 +72,63 @@ func ForgeTenantName(appName, cloudID string) string {
 // match, the Connect tenant (with a clientKey) wins: it is the one the
 // Connect callbacks address. ErrNotFound when none does.
 func (s *Store) FindForge(ctx context.Context, app *connectv1.ConnectApp, installationID, cloudID string) (*connectv1.ConnectTenant, error) {
+	byInstallation := func(t *connectv1.ConnectTenant) bool { return installationID != "" && t.Spec.InstallationID == installationID }
+	byCloud := func(t *connectv1.ConnectTenant) bool { return cloudID != "" && t.Spec.CloudID == cloudID }
 	for _, by := range []struct {
 		label, value string
-		field        func(*connectv1.ConnectTenant) string
+		match        func(*connectv1.ConnectTenant) bool
 	}{
-		{connectv1.LabelForgeInstallation, installationID, func(t *connectv1.ConnectTenant) string { return t.Spec.InstallationID }},
-		{connectv1.LabelCloudID, cloudID, func(t *connectv1.ConnectTenant) string { return t.Spec.CloudID }},
+		{connectv1.LabelForgeInstallation, installationID, byInstallation},
+		{connectv1.LabelCloudID, cloudID, byCloud},
 	} {
 		if by.value == "" {
 			continue
 		}
-		var list connectv1.ConnectTenantList
-		if err := s.Client.List(ctx, &list, client.InNamespace(app.Namespace), client.MatchingLabels{
-			connectv1.LabelApp: app.Name, by.label: LabelHash(by.value),
-		}); err != nil {
-			return nil, fmt.Errorf("list tenants of %s/%s: %w", app.Namespace, app.Name, err)
-		}
-		var matches []*connectv1.ConnectTenant
-		for i := range list.Items {
-			if t := &list.Items[i]; by.field(t) == by.value && t.Spec.AppRef.Name == app.Name && t.DeletionTimestamp == nil {
-				matches = append(matches, t)
-			}
-		}
-		slices.SortStableFunc(matches, func(a, b *connectv1.ConnectTenant) int {
-			switch {
-			case (a.Spec.ClientKey != "") != (b.Spec.ClientKey != ""):
-				if a.Spec.ClientKey != "" {
-					return -1
-				}
-				return 1
-			}
-			return b.CreationTimestamp.Compare(a.CreationTimestamp.Time)
-		})
-		if len(matches) > 0 {
-			return matches[0], nil
+		if t, err := s.findTenant(ctx, app, client.MatchingLabels{connectv1.LabelApp: app.Name, by.label: LabelHash(by.value)}, by.match); err != nil || t != nil {
+			return t, err
 		}
 	}
+	// Tenants stored before the Forge labels existed carry none: look
+	// through all the app's tenants once. This costs a full list only for
+	// an installation seen for the first time; the tenant it finds or
+	// creates is labelled, so Forge's retries and later events use the
+	// selectors above.
+	if t, err := s.findTenant(ctx, app, client.MatchingLabels{connectv1.LabelApp: app.Name}, byInstallation); err != nil || t != nil {
+		return t, err
+	}
+	if t, err := s.findTenant(ctx, app, client.MatchingLabels{connectv1.LabelApp: app.Name}, byCloud); err != nil || t != nil {
+		return t, err
+	}
 	return nil, fmt.Errorf("%w: app %s/%s has no tenant for this Forge installation", ErrNotFound, app.Namespace, app.Name)
+}
+
+// findTenant lists the app's tenants matching labels and returns the best
+// that match accepts: a Connect tenant before a Forge-only one, then the
+// newest; nil when none.
+func (s *Store) findTenant(ctx context.Context, app *connectv1.ConnectApp, labels client.MatchingLabels, match func(*connectv1.ConnectTenant) bool) (*connectv1.ConnectTenant, error) {
+	var list connectv1.ConnectTenantList
+	if err := s.Client.List(ctx, &list, client.InNamespace(app.Namespace), labels); err != nil {
+		return nil, fmt.Errorf("list tenants of %s/%s: %w", app.Namespace, app.Name, err)
+	}
+	var matches []*connectv1.ConnectTenant
+	for i := range list.Items {
+		if t := &list.Items[i]; match(t) && t.Spec.AppRef.Name == app.Name && t.DeletionTimestamp == nil {
+			matches = append(matches, t)
+		}
+	}
+	slices.SortStableFunc(matches, func(a, b *connectv1.ConnectTenant) int {
+		if (a.Spec.ClientKey != "") != (b.Spec.ClientKey != "") {
+			if a.Spec.ClientKey != "" {
+				return -1
+			}
+			return 1
+		}
+		return b.CreationTimestamp.Compare(a.CreationTimestamp.Time)
+	})
+	if len(matches) == 0 {
+		return nil, nil
+	}
+	return matches[0], nil
 }
 
 // ForgeInstall records an `avi:forge:installed:app` or
