@@ -153,12 +153,13 @@ func NewFIT(appID, installationID, cloudID string) FIT {
 		InstallationID:  installationID,
 		APIBaseURL:      "https://api.atlassian.com/ex/jira/" + cloudID,
 		EnvironmentType: "PRODUCTION",
-		EnvironmentID:   "ari:cloud:ecosystem::environment/" + uuidAfter(appID) + "/" + NewUUID(),
-		ModuleType:      "core:endpoint",
-		ModuleKey:       "tenantry-lifecycle",
-		CloudID:         cloudID,
-		IssuedAt:        time.Now(),
-		Lifetime:        25 * time.Second,
+		// One production environment per app, as Forge has.
+		EnvironmentID: "ari:cloud:ecosystem::environment/" + uuidAfter(appID) + "/aa911f10-c54b-4b93-9e27-dd2947840b9e",
+		ModuleType:    "core:endpoint",
+		ModuleKey:     "tenantry-lifecycle",
+		CloudID:       cloudID,
+		IssuedAt:      time.Now(),
+		Lifetime:      25 * time.Second,
 	}
 }
 
