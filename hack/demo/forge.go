@@ -28,7 +28,7 @@ func (d *demo) forgeChapter(ctx context.Context, jwks *atlassiantest.ForgeJWKS) 
 	initech.BaseURL = "https://initech.atlassian.net"
 	initech.InstallationID = atlassiantest.NewInstallationID()
 	cloudID := atlassiantest.NewUUID()
-	d.sensitive = append(d.sensitive, initech.SharedSecret)
+	d.sensitive = append(d.sensitive, initech.SharedSecret, atlassiantest.ForgeSystemToken)
 	d.site.KnowOn("initech.atlassian.net", d.app.Key, []byte(initech.SharedSecret))
 
 	say("8. initech installs the Connect-on-Forge app: the Connect callback now carries installationId")
@@ -113,6 +113,7 @@ func (d *demo) forgeCheck(fit string) {
 	req.Header.Set("X-Original-URI", "/issue-insights/api/issues")
 	req.Header.Set("X-Original-Method", "POST")
 	req.Header.Set("Authorization", "Bearer "+fit)
+	req.Header.Set("x-forge-oauth-system", atlassiantest.ForgeSystemToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Println("   /authz:", err)

@@ -319,7 +319,7 @@ func (s *ForgeEventSender) post(ctx context.Context, client *http.Client, url st
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("x-b3-traceid", "a523b7549f0b88c9")
 	req.Header.Set("x-b3-spanid", "2a2436c64727923f")
-	req.Header.Set("x-forge-oauth-system", "opaque-system-token-never-logged")
+	req.Header.Set("x-forge-oauth-system", ForgeSystemToken)
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0 // a timeout or a network error: Forge retries
@@ -327,6 +327,11 @@ func (s *ForgeEventSender) post(ctx context.Context, client *http.Client, url st
 	defer resp.Body.Close()
 	return resp.StatusCode
 }
+
+// ForgeSystemToken is the app system token the simulated Forge sends in
+// x-forge-oauth-system: opaque, and never to be logged (the hygiene test
+// looks for it).
+const ForgeSystemToken = "forge-system-token-7f3c1e9a5b2d4086"
 
 // ForgeInstalledEvent is the avi:forge:installed:app payload.
 func ForgeInstalledEvent(appID, installationID string) map[string]any {
