@@ -54,10 +54,10 @@ func TestSecretHygiene(t *testing.T) {
 
 	// The captures must hold the story, or finding nothing proves nothing.
 	expect := map[string][]string{
-		"tenantry.log": {`"msg":"callback accepted"`, `"logger":"authz"`},
-		"tenants.yaml": {"phase: Rogue"},
-		"events.yaml":  {"SecretRotated"},
-		"metrics.txt":  {"tenantry_receiver_requests_total", `tenantry_authz_decisions_total{app="default/issue-insights",reason="",result="allowed"}`},
+		"tenantry.log": {`"msg":"callback accepted"`, `"logger":"authz"`, `"msg":"Forge event accepted"`},
+		"tenants.yaml": {"phase: Rogue", "platform: ConnectOnForge", "platform: Forge"},
+		"events.yaml":  {"SecretRotated", "ForgeJoined"},
+		"metrics.txt":  {"tenantry_receiver_requests_total", `tenantry_authz_decisions_total{app="default/issue-insights",reason="",result="allowed"}`, "tenantry_forge_events_total"},
 		"describe.txt": {"Secret Fingerprint"},
 	}
 	files, _ := filepath.Glob(filepath.Join(dump, "*"))
