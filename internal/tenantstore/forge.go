@@ -72,7 +72,9 @@ func ForgeTenantName(appName, cloudID string) string {
 // match, the Connect tenant (with a clientKey) wins: it is the one the
 // Connect callbacks address. ErrNotFound when none does.
 func (s *Store) FindForge(ctx context.Context, app *connectv1.ConnectApp, installationID, cloudID string) (*connectv1.ConnectTenant, error) {
-	byInstallation := func(t *connectv1.ConnectTenant) bool { return installationID != "" && t.Spec.InstallationID == installationID }
+	byInstallation := func(t *connectv1.ConnectTenant) bool {
+		return installationID != "" && t.Spec.InstallationID == installationID
+	}
 	byCloud := func(t *connectv1.ConnectTenant) bool { return cloudID != "" && t.Spec.CloudID == cloudID }
 	for _, by := range []struct {
 		label, value string
