@@ -41,6 +41,7 @@ func main() {
 	workers := flag.Int("c", 32, "concurrent writers while storing tenants")
 	concurrency := flag.Int("verify-concurrency", 32, "the operator's --max-concurrent-verifications and --tenant-reconcile-concurrency")
 	memLimit := flag.String("gomemlimit", "", "GOMEMLIMIT for the operator (the Helm chart derives it from the memory limit); empty leaves Go's default")
+	flag.StringVar(&binaryPath, "binary", "", "tenantry binary to run (default: build this checkout)")
 	flag.Parse()
 	if err := run(*tenants, *apps, *workers, *concurrency, *memLimit); err != nil {
 		fmt.Fprintln(os.Stderr, "scaletest:", err)
@@ -48,15 +49,20 @@ func main() {
 	}
 }
 
+// binaryPath is -binary.
+var binaryPath string
+
 func run(tenantCount, appCount, workers, concurrency int, memLimit string) error {
 	cp, err := bench.Start(bench.Options{})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = cp.Stop() }()
-	binary, err := bench.BuildTenantry(cp.Dir)
-	if err != nil {
-		return err
+	binary := binaryPath
+	if binary == "" {
+		if binary, err = bench.BuildTenantry(cp.Dir); err != nil {
+			return err
+		}
 	}
 	ctx := context.Background()
 
