@@ -28,6 +28,11 @@ import (
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 )
 
+// controlPlaneStartTimeout bounds how long Start waits for etcd and
+// kube-apiserver to answer. CI runs a dozen test binaries that each start one,
+// two cores between them.
+const controlPlaneStartTimeout = 3 * time.Minute
+
 // Env is a running control plane with Tenantry's CRDs installed.
 type Env struct {
 	env *envtest.Environment
@@ -83,6 +88,10 @@ func Start(extraCRDPaths ...string) (*Env, error) {
 			CRDDirectoryPaths:     append([]string{filepath.Join(root, "config", "crd", "bases")}, extraCRDPaths...),
 			ErrorIfCRDPathMissing: true,
 			Scheme:                scheme,
+			// envtest's 20 s default is too short when several test
+			// binaries start their control planes at once on two cores;
+			// a slow start is not a failure of what the tests check.
+			ControlPlaneStartTimeout: controlPlaneStartTimeout,
 		},
 	}
 	e.env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir}
