@@ -35,6 +35,7 @@ import (
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/authz"
 	"github.com/tenantry/tenantry/controllers"
+	"github.com/tenantry/tenantry/egress"
 	"github.com/tenantry/tenantry/internal/forgejwt"
 	"github.com/tenantry/tenantry/internal/installkeys"
 	"github.com/tenantry/tenantry/internal/ipranges"
@@ -75,6 +76,17 @@ type options struct {
 	devResolveTenantsTo     string
 	verificationProxy       string
 	forgeJWKSURL            string
+	egress                  egressOptions
+}
+
+// egressOptions are the flags of the signing egress endpoint.
+type egressOptions struct {
+	addr                  string
+	audience              string
+	authorizationServer   string
+	timeout               time.Duration
+	responseHeaderTimeout time.Duration
+	reviewTTL             time.Duration
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -103,6 +115,12 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.tenantConcurrency, "tenant-reconcile-concurrency", 16, "ConnectTenant reconciles in parallel")
 	fs.StringVar(&o.verificationProxy, "verification-proxy", "", "http://host:port of a forward proxy for verification calls; Tenantry still resolves and checks each tenant's address and asks the proxy to CONNECT to that address (HTTPS_PROXY is never used for these calls)")
 	fs.StringVar(&o.forgeJWKSURL, "forge-jwks-url", forgejwt.DefaultJWKSURL, "JWKS that Forge Invocation Tokens are verified against")
+	fs.StringVar(&o.egress.addr, "egress-bind-address", "0", "address of the signing egress endpoint for apps on the cluster (never the receiver's public port), e.g. :8082; 0 disables it")
+	fs.StringVar(&o.egress.audience, "egress-token-audience", egress.DefaultAudience, "audience callers' projected ServiceAccount tokens must be bound to")
+	fs.StringVar(&o.egress.authorizationServer, "egress-authorization-server", egress.DefaultAuthorizationServer, "OAuth 2.0 authorization server for user impersonation (the assertion's aud; tokens from <it>/oauth2/token)")
+	fs.DurationVar(&o.egress.timeout, "egress-timeout", egress.DefaultTimeout, "longest egress call, body streaming included")
+	fs.DurationVar(&o.egress.responseHeaderTimeout, "egress-response-header-timeout", egress.DefaultResponseHeaderTimeout, "longest wait for the product's answer once an egress call is sent")
+	fs.DurationVar(&o.egress.reviewTTL, "egress-token-review-ttl", egress.DefaultReviewTTL, "how long a caller's TokenReview answer is reused")
 	fs.StringVar(&o.devResolveTenantsTo, "dev-resolve-tenants-to", "", "DEV ONLY: send every verification call to this IP or IP:port (a local fake product standing in for every site); needs --allow-private-tenant-addresses for loopback")
 }
 
@@ -186,7 +204,14 @@ func run(ctx context.Context, opts options) error {
 		return err
 	}
 
-	if err := setupControllers(ctx, mgr, opts); err != nil {
+	checkerOpts, err := tenantCheckerOptions(opts)
+	if err != nil {
+		return err
+	}
+	if err := setupControllers(ctx, mgr, opts, checkerOpts); err != nil {
+		return err
+	}
+	if err := setupEgress(mgr, opts, checkerOpts); err != nil {
 		return err
 	}
 
@@ -327,40 +352,7 @@ func withAuthz(authorizer, receiver http.Handler) http.Handler {
 
 // setupControllers registers the ConnectApp and ConnectTenant controllers;
 // they run on the leader only.
-func setupControllers(ctx context.Context, mgr manager.Manager, opts options) error {
-	checkerOpts := tenantcheck.Options{
-		AllowPrivateAddresses: opts.allowPrivateTenants,
-		AllowHTTP:             opts.allowHTTPTenants,
-		MaxConcurrent:         opts.maxVerifications,
-	}
-	if opts.devResolveTenantsTo != "" {
-		addr, port, err := parseDevAddress(opts.devResolveTenantsTo)
-		if err != nil {
-			return fmt.Errorf("--dev-resolve-tenants-to: %w", err)
-		}
-		checkerOpts.Resolver, checkerOpts.DevPort = tenantcheck.StaticResolver{addr}, port
-	}
-	if opts.verificationProxy != "" {
-		proxy, err := tenantcheck.ParseProxyURL(opts.verificationProxy)
-		if err != nil {
-			return fmt.Errorf("--verification-proxy: %w", err)
-		}
-		checkerOpts.Proxy = proxy
-	}
-	if opts.tenantCAFile != "" {
-		pem, err := os.ReadFile(opts.tenantCAFile)
-		if err != nil {
-			return fmt.Errorf("--tenant-ca-file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--tenant-ca-file: %s holds no PEM certificate", opts.tenantCAFile)
-		}
-		checkerOpts.RootCAs = pool
-	}
+func setupControllers(ctx context.Context, mgr manager.Manager, opts options, checkerOpts tenantcheck.Options) error {
 	m := controllers.NewMetrics(metrics.Registry)
 	tenants := &controllers.TenantReconciler{
 		Client: mgr.GetClient(),
@@ -386,6 +378,90 @@ func setupControllers(ctx context.Context, mgr manager.Manager, opts options) er
 		return fmt.Errorf("set up the ConnectApp controller: %w", err)
 	}
 	return nil
+}
+
+// tenantCheckerOptions are the options of every call to a tenant's site
+// (verification calls and egress calls): one SSRF guard for both.
+func tenantCheckerOptions(opts options) (tenantcheck.Options, error) {
+	checkerOpts := tenantcheck.Options{
+		AllowPrivateAddresses: opts.allowPrivateTenants,
+		AllowHTTP:             opts.allowHTTPTenants,
+		MaxConcurrent:         opts.maxVerifications,
+	}
+	if opts.devResolveTenantsTo != "" {
+		addr, port, err := parseDevAddress(opts.devResolveTenantsTo)
+		if err != nil {
+			return checkerOpts, fmt.Errorf("--dev-resolve-tenants-to: %w", err)
+		}
+		checkerOpts.Resolver, checkerOpts.DevPort = tenantcheck.StaticResolver{addr}, port
+	}
+	if opts.verificationProxy != "" {
+		proxy, err := tenantcheck.ParseProxyURL(opts.verificationProxy)
+		if err != nil {
+			return checkerOpts, fmt.Errorf("--verification-proxy: %w", err)
+		}
+		checkerOpts.Proxy = proxy
+	}
+	if opts.tenantCAFile != "" {
+		pem, err := os.ReadFile(opts.tenantCAFile)
+		if err != nil {
+			return checkerOpts, fmt.Errorf("--tenant-ca-file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return checkerOpts, fmt.Errorf("--tenant-ca-file: %s holds no PEM certificate", opts.tenantCAFile)
+		}
+		checkerOpts.RootCAs = pool
+	}
+	return checkerOpts, nil
+}
+
+// setupEgress serves the signing egress endpoint on its own address, on
+// every replica, once the caches it reads have synced.
+func setupEgress(mgr manager.Manager, opts options, checkerOpts tenantcheck.Options) error {
+	if opts.egress.addr == "" || opts.egress.addr == "0" {
+		return nil
+	}
+	// TokenReviews are created, never read back: an uncached client.
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return err
+	}
+	m := egress.NewMetrics(metrics.Registry)
+	transport := egress.NewTransport(egress.TransportOptions{
+		Guard:                 tenantcheck.New(checkerOpts),
+		RootCAs:               checkerOpts.RootCAs,
+		ResponseHeaderTimeout: opts.egress.responseHeaderTimeout,
+	})
+	handler := &egress.Handler{
+		// The cache the /authz index's informers fill: ConnectApps,
+		// ConnectTenants and Tenantry's Secrets.
+		Reader:     mgr.GetCache(),
+		Reviewer:   &egress.Reviewer{Client: direct, Audience: opts.egress.audience, TTL: opts.egress.reviewTTL, Metrics: m},
+		Transport:  transport,
+		UserTokens: &egress.UserTokens{Server: opts.egress.authorizationServer, Client: egress.NewGrantClient(transport), Metrics: m},
+		Timeout:    opts.egress.timeout,
+		AllowHTTP:  opts.allowHTTPTenants,
+		Metrics:    m,
+		Log:        ctrl.Log.WithName("egress"),
+	}
+	server := &egress.Server{
+		Addr:    opts.egress.addr,
+		Handler: handler,
+		WaitFor: func(ctx context.Context) error {
+			if !mgr.GetCache().WaitForCacheSync(ctx) {
+				return errors.New("the cache did not sync")
+			}
+			return nil
+		},
+	}
+	if err := mgr.Add(server); err != nil {
+		return err
+	}
+	return mgr.AddReadyzCheck("egress", server.ReadyCheck)
 }
 
 // parseDevAddress reads "IP" or "IP:port".

@@ -65,6 +65,12 @@ type ConnectAppSpec struct {
 	// its Connect installations.
 	// +optional
 	Forge *ForgeApp `json:"forge,omitempty"`
+
+	// egress governs Tenantry's signing egress endpoint, through which
+	// pods on the cluster call this app's tenants' products without
+	// holding their shared secrets: which ServiceAccounts may use it.
+	// +optional
+	Egress Egress `json:"egress,omitempty"`
 }
 
 // RequestAuthentication is how `/authz` judges the product's requests to

@@ -20,10 +20,21 @@ type Greeting struct {
 	ClientKey string `json:"clientKey"`
 	AccountID string `json:"accountId,omitempty"`
 	TokenType string `json:"tokenType"`
+	// Myself is the product's answer to GET /rest/api/3/myself, asked as
+	// the user through Tenantry's egress endpoint, when the app has one.
+	Myself json.RawMessage `json:"myself,omitempty"`
+	// MyselfError says why that call failed.
+	MyselfError string `json:"myselfError,omitempty"`
 }
 
 // Handler greets the tenant and user the ingress vouched for.
-func Handler() http.Handler {
+func Handler() http.Handler { return HandlerWithEgress(nil) }
+
+// HandlerWithEgress greets likewise and, when egress is set, asks the
+// product who the user is, through Tenantry's egress endpoint, acting as
+// that user: inbound through /authz, outbound through egress, and no
+// shared secret in the app.
+func HandlerWithEgress(egress *Egress) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		site := r.Header.Get(connect.HeaderBaseURL)
 		if r.Header.Get(connect.HeaderClientKey) == "" || site == "" {
@@ -37,6 +48,17 @@ func Handler() http.Handler {
 			ClientKey: r.Header.Get(connect.HeaderClientKey),
 			AccountID: r.Header.Get(connect.HeaderAccountID),
 			TokenType: r.Header.Get(connect.HeaderTokenType),
+		}
+		if egress != nil && g.AccountID != "" {
+			status, body, err := egress.Get(r.Context(), g.ClientKey, g.AccountID, "/rest/api/3/myself")
+			switch {
+			case err != nil:
+				g.MyselfError = err.Error()
+			case status != http.StatusOK:
+				g.MyselfError = "the product answered " + http.StatusText(status)
+			case json.Valid(body):
+				g.Myself = body
+			}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(g)

@@ -61,6 +61,9 @@ type demo struct {
 	metrics   string
 	app       atlassiantest.App
 	appName   string
+	// api and egress: the simulated REST API and the egress endpoint.
+	api    *atlassiantest.ProductAPI
+	egress string
 }
 
 func run(binary, workdir string, keep bool, logLevel, dump string) error {
@@ -93,7 +96,7 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 	defer keySrv.Close()
 	d.product = atlassiantest.NewProduct(keys)
 	d.site = &atlassiantest.Site{}
-	siteSrv, _, caPEM := atlassiantest.NewTLSServer(d.site)
+	siteSrv, _, caPEM := atlassiantest.NewTLSServer(d.simulatedSite())
 	defer siteSrv.Close()
 	fmt.Printf("install keys at %s (kid %s); every *.atlassian.net site served at %s\n", keySrv.URL, d.product.Kid, siteSrv.URL)
 
@@ -106,8 +109,8 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 	if err != nil {
 		return err
 	}
-	addrs := testenv.FreeAddrs(3)
-	d.receiver, d.metrics = "http://"+addrs[0], addrs[1]
+	addrs := testenv.FreeAddrs(4)
+	d.receiver, d.metrics, d.egress = "http://"+addrs[0], addrs[1], "http://"+addrs[3]
 	args := []string{
 		"--kubeconfig", files.kubeconfig, "--namespace", "default",
 		"--receiver-bind-address", strings.TrimPrefix(d.receiver, "http://"),
@@ -117,6 +120,7 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 		"--trusted-proxy-cidr", "127.0.0.1/32",
 		"--allow-private-tenant-addresses", "--tenant-ca-file", files.ca,
 		"--dev-resolve-tenants-to", siteSrv.Listener.Addr().String(),
+		"--egress-bind-address", addrs[3], "--egress-authorization-server", demoAuthServer,
 		"--zap-log-level", logLevel,
 		"--forge-jwks-url", forgeSrv.URL,
 	}
@@ -140,7 +144,7 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 		return err
 	}
 
-	if err := d.story(ctx); err != nil {
+	if err := d.story(ctx, workdir); err != nil {
 		return err
 	}
 	if err := d.forgeChapter(ctx, forgeJWKS); err != nil {
@@ -151,7 +155,8 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 	d.kubectl("get", "capp,ctenant", "-o", "wide")
 	say("A few metrics (http://%s/metrics)", d.metrics)
 	printMetrics("http://"+d.metrics+"/metrics", "tenantry_receiver_requests_total", "tenantry_tenants{", "tenantry_tenant_verifications_total",
-		"tenantry_forge_events_total", "tenantry_forge_installations_total")
+		"tenantry_forge_events_total", "tenantry_forge_installations_total",
+		"tenantry_egress_requests_total", "tenantry_egress_user_tokens_total")
 
 	if dump != "" {
 		if err := d.dump(dump, files.log); err != nil {
@@ -175,14 +180,14 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 }
 
 // story plays the lifecycle, printing each step.
-func (d *demo) story(ctx context.Context) error {
+func (d *demo) story(ctx context.Context, workdir string) error {
 	acme := atlassiantest.NewTenant("acme")
 	acme.BaseURL = "https://acme.atlassian.net"
 	d.sensitive = append(d.sensitive, acme.SharedSecret)
-	d.site.KnowOn("acme.atlassian.net", d.app.Key, []byte(acme.SharedSecret))
+	d.knowAcme(acme)
 
 	say("1. acme.atlassian.net installs the app: a genuine RS256-signed callback")
-	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, acme))
+	d.installWithOAuth(acme)
 	d.send(d.product.Callback(atlassiantest.EventEnabled, d.app, acme))
 	if err := d.waitFor(ctx, acme, "the tenant is verified by calling acme back", func(t *connectv1.ConnectTenant) bool {
 		return t.Status.Phase == connectv1.PhaseVerified
@@ -202,8 +207,8 @@ func (d *demo) story(ctx context.Context) error {
 	say("3. acme re-installs the app with a new shared secret: a rotation")
 	rotated := acme.WithNewSecret()
 	d.sensitive = append(d.sensitive, rotated.SharedSecret)
-	d.site.KnowOn("acme.atlassian.net", d.app.Key, []byte(rotated.SharedSecret))
-	d.send(d.product.Callback(atlassiantest.EventInstalled, d.app, rotated))
+	d.knowAcme(rotated)
+	d.installWithOAuth(rotated)
 	if err := d.waitFor(ctx, acme, "the rotation is counted and the new secret verified", func(t *connectv1.ConnectTenant) bool {
 		return t.Status.SecretRotations == 1 && t.Status.Phase == connectv1.PhaseVerified
 	}); err != nil {
@@ -214,7 +219,12 @@ func (d *demo) story(ctx context.Context) error {
 	say("4. acme's users open the app: the product's requests pass an ingress that asks tenantry's /authz")
 	d.productRequests(rotated, acme)
 
-	say("5. A tenant whose product never confirms its secret: rogue after the 1m grace period")
+	say("5. The app calls acme's product through tenantry's egress endpoint: no shared secret in the app")
+	if err := d.egressCalls(ctx, rotated, workdir); err != nil {
+		return err
+	}
+
+	say("6. A tenant whose product never confirms its secret: rogue after the 1m grace period")
 	globex := atlassiantest.NewTenant("globex")
 	globex.BaseURL = "https://globex.atlassian.net"
 	d.sensitive = append(d.sensitive, globex.SharedSecret)
@@ -227,7 +237,7 @@ func (d *demo) story(ctx context.Context) error {
 	}
 	d.kubectl("get", "ctenant", "-l", connectv1.LabelQuarantined+"=true")
 
-	say("6. acme uninstalls the app: kept as Uninstalled until the app's retention ends")
+	say("7. acme uninstalls the app: kept as Uninstalled until the app's retention ends")
 	d.send(d.product.Callback(atlassiantest.EventDisabled, d.app, rotated))
 	d.send(d.product.Callback(atlassiantest.EventUninstalled, d.app, rotated))
 	return d.waitFor(ctx, acme, "acme is Uninstalled", func(t *connectv1.ConnectTenant) bool {
