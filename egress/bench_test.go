@@ -32,7 +32,7 @@ func BenchmarkEgress(b *testing.B) {
 	tenant := connect.NewTenant(stored, f.app.Spec.Key, []byte(s.tenant.SharedSecret))
 	direct := tenant.Client(handler.Transport)
 	// The caller's own client, keeping connections to the endpoint alive.
-	caller := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	path := "/rest/api/3/myself"
 	viaEgress := func(user bool) func() (*http.Response, error) {
 		return func() (*http.Response, error) {
@@ -41,7 +41,7 @@ func BenchmarkEgress(b *testing.B) {
 			if user {
 				req.Header.Set(egress.AccountIDHeader, "557058:bench")
 			}
-			return caller.Do(req)
+			return client.Do(req)
 		}
 	}
 	cases := []struct {

@@ -18,6 +18,10 @@ import (
 	"github.com/tenantry/tenantry/internal/atlassiantest"
 )
 
+// caller is the app's client: it sees the endpoint's answers as they
+// are, redirects included.
+var caller = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 // call sends one request through the endpoint.
 func call(t *testing.T, method, target, token string, body []byte, header http.Header) (*http.Response, []byte) {
 	t.Helper()
@@ -35,7 +39,7 @@ func call(t *testing.T, method, target, token string, body []byte, header http.H
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := caller.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

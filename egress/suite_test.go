@@ -51,6 +51,7 @@ var (
 	wiki      = &atlassiantest.ProductAPI{BasePath: "/wiki"}
 	authSrv   = &atlassiantest.AuthServer{Audience: authServerURL}
 	offHost   atomic.Int64 // requests that reached a host no tenant owns
+	siteCount atomic.Int64 // makes every site's host unique
 	clock     = &testClock{}
 	siteURL   string
 	sitesPool *x509.CertPool
@@ -283,7 +284,7 @@ func (f *fixture) install(product string, withOAuth bool) *site {
 	if len(name) > 40 {
 		name = name[len(name)-40:]
 	}
-	tenant := atlassiantest.NewTenant(strings.Trim(name, "-") + "-" + f.ns)
+	tenant := atlassiantest.NewTenant(fmt.Sprintf("%s-%s-%d", strings.Trim(name, "-"), f.ns, siteCount.Add(1)))
 	s := &site{tenant: tenant, api: jira, host: strings.TrimPrefix(tenant.BaseURL, "https://")}
 	if product == "confluence" {
 		s.api, s.tenant.ProductType, s.tenant.BaseURL = wiki, "confluence", tenant.BaseURL+"/wiki"
