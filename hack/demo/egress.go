@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,7 +38,21 @@ const acmeOAuthClientID = "acme-oauth-client"
 // calls (ProductAPI, checking every JWT and user token) and the OAuth
 // authorization server, by host and path.
 func (d *demo) simulatedSite() http.Handler {
-	d.api = &atlassiantest.ProductAPI{Auth: &atlassiantest.AuthServer{Audience: demoAuthServer}}
+	d.api = &atlassiantest.ProductAPI{Auth: &atlassiantest.AuthServer{Audience: demoAuthServer}, RedactTokens: true,
+		// Jira's "who am I" answer: the user for a user token, the app's
+		// own user for a call as the app.
+		Override: func(w http.ResponseWriter, r *http.Request, caller atlassiantest.Caller) bool {
+			if r.URL.Path != "/rest/api/3/myself" {
+				return false
+			}
+			me := map[string]string{"accountType": "atlassian", "accountId": caller.AccountID, "displayName": "Acme User"}
+			if caller.AccountID == "" {
+				me = map[string]string{"accountType": "app", "displayName": caller.AppKey}
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(me)
+			return true
+		}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasPrefix(r.Host, "oauth-2-authorization-server.jira.com"):

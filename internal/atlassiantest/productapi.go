@@ -35,6 +35,9 @@ type ProductAPI struct {
 
 	// Quiet keeps no echoes (benchmarks); Served still counts.
 	Quiet bool
+	// RedactTokens echoes the Authorization header's scheme only (demos
+	// print echoes).
+	RedactTokens bool
 
 	mu       sync.Mutex
 	served   int
@@ -118,9 +121,15 @@ func (p *ProductAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	header := r.Header
+	if p.RedactTokens {
+		header = r.Header.Clone()
+		scheme, _, _ := strings.Cut(header.Get("Authorization"), " ")
+		header.Set("Authorization", scheme+" (redacted)")
+	}
 	echo := Echo{
 		Method: r.Method, Host: host, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Body: string(body),
-		Header: r.Header, AppKey: caller.AppKey, AccountID: caller.AccountID, Scopes: caller.Scopes,
+		Header: header, AppKey: caller.AppKey, AccountID: caller.AccountID, Scopes: caller.Scopes,
 	}
 	p.mu.Lock()
 	p.served++
