@@ -37,6 +37,7 @@ import (
 	"github.com/tenantry/tenantry/controllers"
 	"github.com/tenantry/tenantry/egress"
 	"github.com/tenantry/tenantry/internal/forgejwt"
+	"github.com/tenantry/tenantry/internal/importer"
 	"github.com/tenantry/tenantry/internal/installkeys"
 	"github.com/tenantry/tenantry/internal/ipranges"
 	"github.com/tenantry/tenantry/internal/tenantcheck"
@@ -129,6 +130,10 @@ func (o *options) bind(fs *flag.FlagSet) {
 // Each lives in a small package of its own and parses its own flags.
 var subcommands = map[string]func(args []string) int{
 	"version": func([]string) int { fmt.Println(version.String()); return 0 },
+	// Adopt the installations of an ACE or ACSB store (internal/importer).
+	"import": func(args []string) int {
+		return importer.Main(ctrl.SetupSignalHandler(), args, os.Stdout, os.Stderr)
+	},
 }
 
 func main() {
