@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -272,6 +273,9 @@ func (im *Importer) Run(ctx context.Context, src Source) (*Summary, error) {
 		}
 	}
 	progress.finish()
+	// Workers finish out of order; the report lists problems in the
+	// store's order.
+	sort.SliceStable(sum.Problems, func(i, j int) bool { return sum.Problems[i].Where < sum.Problems[j].Where })
 	sum.Elapsed = time.Since(start)
 	sum.Writes, sum.Reads = counting.writes.Load(), counting.reads.Load()
 	interrupted := readErr

@@ -74,7 +74,10 @@ func Open(ctx context.Context, from string, opts OpenOptions) (Source, error) {
 	if opts.Format != "" && opts.Format != FormatACE && opts.Format != FormatACSB {
 		return nil, fmt.Errorf("--format must be %q or %q, not %q", FormatACE, FormatACSB, opts.Format)
 	}
-	scheme, _, _ := strings.Cut(from, "://")
+	scheme, _, hasScheme := strings.Cut(from, "://")
+	if !hasScheme {
+		return openSQLite(ctx, from, opts) // a path
+	}
 	switch strings.ToLower(scheme) {
 	case "postgres", "postgresql":
 		db, err := sql.Open("pgx", from)
@@ -89,8 +92,6 @@ func Open(ctx context.Context, from string, opts OpenOptions) (Source, error) {
 		return openRedis(ctx, from)
 	case "sqlite", "file":
 		return openSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(from, scheme+"://"), "//"), opts)
-	case from: // no scheme: a path
-		return openSQLite(ctx, from, opts)
 	default:
 		return nil, fmt.Errorf("--from %q: unsupported source; give a postgres://, redis:// or sqlite:// URL, or the path of an SQLite file", redactURL(from))
 	}
