@@ -10,12 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/term"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 )
@@ -109,6 +111,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := connectv1.AddToScheme(scheme); err != nil {
 		return fail(1, "%v", err)
 	}
+	// The client logs through controller-runtime's logger, which would
+	// otherwise print a stack trace warning that it was never set; the
+	// import reports its own errors.
+	ctrllog.SetLogger(logr.Discard())
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return fail(1, "connect to the cluster: %v", err)
