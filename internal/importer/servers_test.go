@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -107,8 +108,7 @@ func startPostgres(t *testing.T) string {
 			t.Fatal(err)
 		}
 		stops = append(stops, func() {
-			_ = pg.Process.Signal(os.Interrupt)
-			_ = pg.Wait()
+			stopPostgres(pg, data)
 			logFile.Close()
 			os.RemoveAll(dir)
 			os.Remove(logFile.Name())
@@ -186,5 +186,28 @@ func waitFor(t *testing.T, what string, ready func() error) {
 			t.Fatalf("%s did not start: %v", what, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stopPostgres asks the postmaster for a fast shutdown and waits for it.
+// Under root the process started is runuser, which does not pass SIGINT on
+// to its child, so the signal goes to the postmaster's own PID (the first
+// line of postmaster.pid); whatever is still running after 30 s is killed.
+func stopPostgres(pg *exec.Cmd, data string) {
+	if b, err := os.ReadFile(filepath.Join(data, "postmaster.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])); err == nil {
+			if p, err := os.FindProcess(pid); err == nil {
+				_ = p.Signal(os.Interrupt)
+			}
+		}
+	}
+	_ = pg.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = pg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = pg.Process.Kill()
+		<-done
 	}
 }
