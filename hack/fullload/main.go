@@ -400,18 +400,7 @@ func deliver(hc *http.Client, receiver string, p prepared, retries *atomic.Int64
 }
 
 func send(hc *http.Client, req *http.Request) (int, error) {
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	var sink [512]byte
-	for {
-		if _, err := resp.Body.Read(sink[:]); err != nil {
-			break
-		}
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	return loadgen.Send(hc, req)
 }
 
 // ceiling creates n ConnectTenants and their Secrets, as the receiver

@@ -287,18 +287,7 @@ func send(hc *http.Client, req *http.Request) (int, error) {
 	if req.Header.Get("X-Forwarded-For") == "" {
 		req.Header.Set("X-Forwarded-For", "104.192.136.10")
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	var sink [512]byte
-	for {
-		if _, err := resp.Body.Read(sink[:]); err != nil {
-			break
-		}
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	return loadgen.Send(hc, req)
 }
 
 // runWorkers calls do(i) for i in [0, count) from workers goroutines and
