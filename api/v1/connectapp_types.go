@@ -71,6 +71,13 @@ type ConnectAppSpec struct {
 	// holding their shared secrets: which ServiceAccounts may use it.
 	// +optional
 	Egress Egress `json:"egress,omitempty"`
+
+	// marketplace opts the app in to a periodic cross-check of its tenants
+	// against its Atlassian Marketplace licences: each tenant gets a
+	// `Licensed` condition, and unlicensed tenants are reported (and, on
+	// request, judged rogue after a grace period).
+	// +optional
+	Marketplace *MarketplaceCheck `json:"marketplace,omitempty"`
 }
 
 // RequestAuthentication is how `/authz` judges the product's requests to
@@ -346,6 +353,11 @@ type ConnectAppStatus struct {
 	// +kubebuilder:default={}
 	// +optional
 	Tenants TenantCounts `json:"tenants,omitempty"`
+
+	// marketplace is the Marketplace licence check's health and counts,
+	// for an app with spec.marketplace.
+	// +optional
+	Marketplace *MarketplaceStatus `json:"marketplace,omitempty"`
 }
 
 // LifecycleURLs are absolute lifecycle callback URLs.
@@ -409,6 +421,9 @@ type TenantCounts struct {
 // +kubebuilder:printcolumn:name="Verified",type=integer,JSONPath=`.status.tenants.verified`
 // +kubebuilder:printcolumn:name="Rogue",type=integer,JSONPath=`.status.tenants.rogue`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Not Licensed",type=integer,priority=1,JSONPath=`.status.marketplace.tenants.notFound`
+// +kubebuilder:printcolumn:name="Expired",type=integer,priority=1,JSONPath=`.status.marketplace.tenants.expired`
+// +kubebuilder:printcolumn:name="Licences Checked",type=date,priority=1,JSONPath=`.status.marketplace.lastSuccessTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="ConnectApp names are limited to 63 characters: tenants carry the name as a label value"
 type ConnectApp struct {

@@ -261,6 +261,12 @@ type ConnectTenantStatus struct {
 	// +kubebuilder:validation:Pattern=`^sha256:[0-9a-f]{16}$`
 	// +optional
 	SecretFingerprint string `json:"secretFingerprint,omitempty"`
+
+	// license is the Marketplace licence matched to this tenant by the
+	// app's Marketplace check (spec.marketplace of the ConnectApp); the
+	// `Licensed` condition says what it means.
+	// +optional
+	License *TenantLicense `json:"license,omitempty"`
 }
 
 // ConnectTenant is one installation of a Connect app on one Atlassian site,
@@ -281,6 +287,7 @@ type ConnectTenantStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Verified",type=date,JSONPath=`.status.lastVerifiedAt`
 // +kubebuilder:printcolumn:name="Rotations",type=integer,JSONPath=`.status.secretRotations`
+// +kubebuilder:printcolumn:name="Licence",type=string,JSONPath=`.status.conditions[?(@.type=="Licensed")].reason`
 // +kubebuilder:printcolumn:name="Product",type=string,priority=1,JSONPath=`.spec.productType`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Verified")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
