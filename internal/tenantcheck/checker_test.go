@@ -83,6 +83,12 @@ func TestVerify(t *testing.T) {
 			secret, "acme.atlassian.net", nil, 0, Inconclusive, "AddressRefused"},
 		{"private address", "", Options{Resolver: staticResolver{netip.MustParseAddr("10.0.0.7")}}, secret, "acme.atlassian.net", nil, 0, Inconclusive, "AddressRefused"},
 		{"ipv6 loopback literal", "", Options{}, secret, "[::1]", nil, 0, Inconclusive, "AddressRefused"},
+		// SSRF through addresses that embed an IPv4 address (issue 11 item 11).
+		{"metadata through NAT64", "", Options{AllowPrivateAddresses: true, Resolver: staticResolver{netip.MustParseAddr("64:ff9b::a9fe:a9fe")}},
+			secret, "acme.atlassian.net", nil, 0, Inconclusive, "AddressRefused"},
+		{"loopback through 6to4", "", Options{Resolver: staticResolver{netip.MustParseAddr("2002:7f00:1::1")}}, secret, "acme.atlassian.net", nil, 0, Inconclusive, "AddressRefused"},
+		{"loopback as IPv4-compatible literal", "", Options{AllowPrivateAddresses: true}, secret, "[::127.0.0.1]", nil, 0, Inconclusive, "AddressRefused"},
+		{"site-local", "", Options{Resolver: staticResolver{netip.MustParseAddr("fec0::1")}}, secret, "acme.atlassian.net", nil, 0, Inconclusive, "AddressRefused"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,6 +165,8 @@ func TestHTTPOnlyWithDevFlag(t *testing.T) {
 	}
 }
 
+// TestAddressAllowed includes the SSRF bypasses through NAT64, 6to4,
+// IPv4-compatible and site-local addresses (issue 11 item 11).
 func TestAddressAllowed(t *testing.T) {
 	tests := []struct {
 		addr                    string
@@ -181,6 +189,24 @@ func TestAddressAllowed(t *testing.T) {
 		{"::", false, false},
 		{"224.0.0.1", false, false},
 		{"255.255.255.255", false, false},
+		// Addresses that carry an IPv4 address a translator or tunnel
+		// connects to: judged by the IPv4 inside, or refused.
+		{"64:ff9b::68c0:8801", true, true},    // NAT64 of 104.192.136.1
+		{"64:ff9b::7f00:1", false, true},      // NAT64 of 127.0.0.1
+		{"64:ff9b::a00:1", false, true},       // NAT64 of 10.0.0.1
+		{"64:ff9b::a9fe:a9fe", false, false},  // NAT64 of 169.254.169.254
+		{"64:ff9b:1::a9fe:a9fe", false, true}, // local-use NAT64: embedding unknown
+		{"64:ff9b:1:a9fe:a9:fe00::", false, true},
+		{"::127.0.0.1", false, false},                          // IPv4-compatible
+		{"::169.254.169.254", false, false},                    // IPv4-compatible
+		{"::104.192.136.1", false, false},                      // IPv4-compatible, deprecated: refused
+		{"2002:68c0:8801::1", true, true},                      // 6to4 of 104.192.136.1
+		{"2002:7f00:1::1", false, true},                        // 6to4 of 127.0.0.1
+		{"2002:a9fe:a9fe::1", false, false},                    // 6to4 of 169.254.169.254
+		{"2002:c0a8:101::1", false, true},                      // 6to4 of 192.168.1.1
+		{"fec0::1", false, true},                               // site-local
+		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", false, false}, // Teredo
+		{"::ffff:0:a9fe:a9fe", false, true},                    // SIIT translated
 	}
 	for _, tt := range tests {
 		addr := netip.MustParseAddr(tt.addr)
