@@ -40,7 +40,10 @@ func TestMain(m *testing.M) {
 	if helm, err = testenv.Helm(); err != nil {
 		fail(err)
 	}
-	if env, err = testenv.Start(filepath.Join(root, "charts", "testdata", "servicemonitor-crd.yaml")); err != nil {
+	if env, err = testenv.Start(
+		filepath.Join(root, "charts", "testdata", "servicemonitor-crd.yaml"),
+		filepath.Join(root, "charts", "testdata", "prometheusrule-crd.yaml"),
+	); err != nil {
 		fail(err)
 	}
 	code := m.Run()
@@ -53,16 +56,33 @@ func fail(err error) {
 	os.Exit(1)
 }
 
+// fullValues sets every value the chart documents.
+var fullValues = filepath.Join("testdata", "full-values.yaml")
+
 var valueSets = []struct{ name, file string }{
 	{"default values", ""},
-	{"full values", filepath.Join("testdata", "full-values.yaml")},
+	{"full values", fullValues},
+}
+
+// monitoringAPIs are what a cluster with the Prometheus Operator serves;
+// helm template knows no cluster, so it is told.
+var monitoringAPIs = []string{
+	"--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
+	"--api-versions", "monitoring.coreos.com/v1/PrometheusRule",
 }
 
 func runHelm(args ...string) (string, error) { return testenv.RunHelm(helm, args...) }
 
+// render runs helm template with valuesFile (none when empty) and --set
+// pairs, as on a cluster that serves the Prometheus Operator's CRDs.
 func render(t *testing.T, valuesFile string, set ...string) []*unstructured.Unstructured {
 	t.Helper()
-	args := []string{"template", "tenantry", chart, "--namespace", "tenantry"}
+	return renderWith(t, valuesFile, monitoringAPIs, set...)
+}
+
+func renderWith(t *testing.T, valuesFile string, extra []string, set ...string) []*unstructured.Unstructured {
+	t.Helper()
+	args := append([]string{"template", "tenantry", chart, "--namespace", "tenantry"}, extra...)
 	if valuesFile != "" {
 		args = append(args, "-f", valuesFile)
 	}
@@ -165,6 +185,16 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"ingress.enabled=true", "host"},
 		{"goMemLimit=lots", "goMemLimit"},
 		{"receiver.clockSkew=30", "clockSkew"},
+		{"extraArg[0]=--x", "extraArg"},
+		{"extraArgs[0]=verbose", "extraArgs"},
+		{"serviceAccount.annotation.a=b", "annotation"},
+		{"image.digest=latest", "digest"},
+		{"volumeMounts[0].name=x", "mountPath"},
+		{"proxy.verification=proxy:3128", "verification"},
+		{"podDisruptionBudget.maxUnavailable=0", "maxUnavailable"},
+		{"rbac.clusterwide=true", "clusterwide"},
+		// Cluster-wide is all namespaces; a list beside it is a mistake.
+		{"rbac.clusterWide=true,watchNamespaces[0]=a", "watchNamespaces"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.set, func(t *testing.T) {
@@ -203,8 +233,8 @@ func TestRBACMatchesGenerated(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &generated); err != nil {
 		t.Fatal(err)
 	}
-	for _, obj := range render(t, "") {
-		if obj.GetKind() != "ClusterRole" {
+	for _, obj := range render(t, "", "rbac.clusterWide=true") {
+		if obj.GetKind() != "ClusterRole" || obj.GetName() != "tenantry" {
 			continue
 		}
 		var role rbacv1.ClusterRole
@@ -216,7 +246,7 @@ func TestRBACMatchesGenerated(t *testing.T) {
 		}
 		return
 	}
-	t.Fatal("no ClusterRole rendered with default values")
+	t.Fatal("no ClusterRole rendered with rbac.clusterWide")
 }
 
 func runtimeConvert(obj *unstructured.Unstructured, into any) error {
