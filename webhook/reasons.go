@@ -53,6 +53,7 @@ const (
 	ReasonRejectedByAPI     Reason = "RejectedByAPIServer" // 400
 
 	ReasonKeyServerUnavailable Reason = "KeyServerUnavailable" // 503
+	ReasonKeyFetchBudget       Reason = "KeyFetchBudgetSpent"  // 503
 	ReasonRangesNotLoaded      Reason = "IPRangesNotLoaded"    // 503
 	ReasonStorageUnavailable   Reason = "StorageUnavailable"   // 503
 )

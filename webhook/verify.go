@@ -36,6 +36,8 @@ func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Hea
 		return unauthorized(ReasonInvalidKid, "%v", err)
 	case errors.Is(err, installkeys.ErrUnknownKid):
 		return unauthorized(ReasonUnknownKid, "%v", err)
+	case errors.Is(err, installkeys.ErrFetchBudget):
+		return retryable(ReasonKeyFetchBudget, "%v; retry later", err)
 	case err != nil:
 		return retryable(ReasonKeyServerUnavailable, "cannot fetch the install key: %v", err)
 	}

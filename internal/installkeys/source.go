@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 )
 
 // Error classes; the receiver maps each to an answer.
@@ -27,6 +28,10 @@ var (
 	// that is not a usable key; the token may well be genuine (answer 503,
 	// so Atlassian retries).
 	ErrUnavailable = errors.New("install key unavailable")
+	// ErrFetchBudget: the global budget for fetching kids not seen before
+	// is spent (answer 503, so Atlassian retries; a genuine kid gets
+	// through when the budget refills). It wraps ErrUnavailable.
+	ErrFetchBudget = fmt.Errorf("%w: the budget for fetching new kids is spent", ErrUnavailable)
 )
 
 // Defaults, each with its reason.
@@ -45,6 +50,16 @@ const (
 	// are CDNs that answer in milliseconds, and Atlassian waits for the
 	// callback's answer.
 	DefaultRequestTimeout = 3 * time.Second
+	// DefaultFetchRate and DefaultFetchBurst bound lookups of kids not in
+	// either cache, across all sources: the per-source limit alone lets
+	// every address in Atlassian's ranges (shared by all its customers)
+	// spend key-server requests with random kids. Atlassian rotates its
+	// install keys rarely and every install after a rotation uses the same
+	// few kids, so a burst of 10 and one new kid a second cost a genuine
+	// rotation nothing, while a flood costs at most 10 + 1/s lookups
+	// (times the servers tried), whatever its size.
+	DefaultFetchRate  = rate.Limit(1)
+	DefaultFetchBurst = 10
 	// maxKeyBytes caps a key-server response: an RSA-4096 PEM is about
 	// 800 bytes.
 	maxKeyBytes = 16 << 10
@@ -68,6 +83,10 @@ type Options struct {
 	NegativeTTL time.Duration
 	// MaxCached and MaxNegative bound the caches; 0 means the defaults.
 	MaxCached, MaxNegative int
+	// FetchRate and FetchBurst are the global budget for looking up kids
+	// in neither cache; 0 means DefaultFetchRate and DefaultFetchBurst.
+	FetchRate  rate.Limit
+	FetchBurst int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -78,6 +97,7 @@ type Stats struct {
 	NegativeHits int64 // answered from the negative cache
 	Fetches      int64 // requests sent to key servers
 	FetchErrors  int64 // requests that did not yield a key (404 included)
+	OverBudget   int64 // new kids refused because the fetch budget was spent
 }
 
 // Source returns install keys by kid. It is safe for concurrent use.
@@ -89,8 +109,9 @@ type Source struct {
 	mu       sync.RWMutex
 	keys     map[string]*rsa.PublicKey
 	negative map[string]time.Time // cache key → expiry
+	budget   *rate.Limiter        // lookups of kids in neither cache
 
-	hits, negativeHits, fetches, fetchErrors atomic.Int64
+	hits, negativeHits, fetches, fetchErrors, overBudget atomic.Int64
 }
 
 // New returns a Source.
@@ -110,6 +131,12 @@ func New(opts Options) *Source {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.FetchRate <= 0 {
+		opts.FetchRate = DefaultFetchRate
+	}
+	if opts.FetchBurst <= 0 {
+		opts.FetchBurst = DefaultFetchBurst
+	}
 	if opts.Rules == nil {
 		opts.Rules = DefaultRules
 	}
@@ -117,7 +144,10 @@ func New(opts Options) *Source {
 	if client == nil {
 		client = defaultClient(opts.RequestTimeout)
 	}
-	return &Source{opts: opts, client: client, keys: map[string]*rsa.PublicKey{}, negative: map[string]time.Time{}}
+	return &Source{
+		opts: opts, client: client, keys: map[string]*rsa.PublicKey{}, negative: map[string]time.Time{},
+		budget: rate.NewLimiter(opts.FetchRate, opts.FetchBurst),
+	}
 }
 
 func defaultClient(timeout time.Duration) *http.Client {
@@ -146,7 +176,10 @@ func defaultClient(timeout time.Duration) *http.Client {
 
 // Stats returns the counters so far.
 func (s *Source) Stats() Stats {
-	return Stats{Hits: s.hits.Load(), NegativeHits: s.negativeHits.Load(), Fetches: s.fetches.Load(), FetchErrors: s.fetchErrors.Load()}
+	return Stats{
+		Hits: s.hits.Load(), NegativeHits: s.negativeHits.Load(), Fetches: s.fetches.Load(),
+		FetchErrors: s.fetchErrors.Load(), OverBudget: s.overBudget.Load(),
+	}
 }
 
 // Key returns the public key for kid, choosing the key servers by the host
@@ -174,6 +207,13 @@ func (s *Source) Key(ctx context.Context, kid, tenantBaseURL string) (*rsa.Publi
 		// kid finished would otherwise fetch it again.
 		if key, hit, err := s.cached(cacheKey, kid); hit {
 			return key, err
+		}
+		// Only a kid neither cache knows costs budget; one lookup covers
+		// every caller waiting on it. Refusing is not remembered, so the
+		// kid is looked up as soon as Atlassian retries with budget left.
+		if !s.budget.AllowN(s.opts.Now(), 1) {
+			s.overBudget.Add(1)
+			return nil, ErrFetchBudget
 		}
 		fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.RequestTimeout*time.Duration(len(servers)))
 		defer cancel()

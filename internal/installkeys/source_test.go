@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -324,6 +325,80 @@ func BenchmarkCachedKey(b *testing.B) {
 	for b.Loop() {
 		if _, err := src.Key(ctx, "kid-1", ""); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestRandomKidFloodSpendsBoundedKeyServerRequests replays a flood of
+// never-seen kids from inside Atlassian's ranges (below any per-source
+// limit): the key servers see at most the budget's burst plus its rate over
+// the flood, and a genuine new kid is fetched once the budget refills,
+// without waiting for the flood to stop (issue 11 item 9).
+func TestRandomKidFloodSpendsBoundedKeyServerRequests(t *testing.T) {
+	const genuine = "genuine-new-kid"
+	body := pemOf(t, &testKey(t).PublicKey, "PUBLIC KEY")
+	var requests atomic.Int64
+	answer := func(w http.ResponseWriter, kid string) {
+		requests.Add(1)
+		if kid == genuine {
+			_, _ = w.Write(body)
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+	}
+	primary, fallback := newKeyServer(t, answer), newKeyServer(t, answer)
+	var mu sync.Mutex
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	src := New(Options{
+		URLs: []string{primary.URL, fallback.URL}, HTTPClient: primary.Client(),
+		FetchRate: 2, FetchBurst: 5, Now: clock,
+	})
+	ctx := context.Background()
+
+	// 5,000 random kids over 10 simulated seconds.
+	overBudget, unknown := 0, 0
+	for i := range 5000 {
+		if i%500 == 0 && i > 0 {
+			advance(time.Second)
+		}
+		_, err := src.Key(ctx, "flood-"+strconv.Itoa(i), "")
+		switch {
+		case errors.Is(err, ErrFetchBudget):
+			overBudget++
+		case errors.Is(err, ErrUnknownKid):
+			unknown++
+		default:
+			t.Fatalf("flood kid %d: err = %v", i, err)
+		}
+	}
+	// Burst 5 plus 2/s over 9 advances: at most 23 lookups, two servers each.
+	if lookups := int64(unknown); lookups > 5+2*9 {
+		t.Errorf("%d random kids were looked up, budget allows %d", lookups, 5+2*9)
+	}
+	if got := requests.Load(); got > 2*(5+2*9) {
+		t.Errorf("key servers saw %d requests for a flood of 5,000 random kids; want at most %d", got, 2*(5+2*9))
+	}
+	if overBudget == 0 || src.Stats().OverBudget != int64(overBudget) {
+		t.Errorf("over budget: %d answered, stats %d; the flood must be refused by the budget", overBudget, src.Stats().OverBudget)
+	}
+	t.Logf("flood: %d kids, %d looked up, %d refused by the budget, %d key-server requests", 5000, unknown, overBudget, requests.Load())
+
+	// The budget is spent: a genuine new kid is refused as retryable (503,
+	// never 401) and fetched on Atlassian's retry once a token refills.
+	if _, err := src.Key(ctx, genuine, ""); !errors.Is(err, ErrFetchBudget) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("genuine kid with the budget spent: err = %v, want retryable ErrFetchBudget", err)
+	}
+	advance(time.Second)
+	key, err := src.Key(ctx, genuine, "")
+	if err != nil || key == nil {
+		t.Fatalf("genuine kid one second later: err = %v", err)
+	}
+	// Known kids and cached unknown kids cost no budget.
+	for range 100 {
+		if _, err := src.Key(ctx, genuine, ""); err != nil {
+			t.Fatalf("cached genuine kid: %v", err)
 		}
 	}
 }
