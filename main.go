@@ -75,6 +75,7 @@ type options struct {
 	maxVerifications        int
 	tenantConcurrency       int
 	devResolveTenantsTo     string
+	marketplace             marketplaceOptions
 	verificationProxy       string
 	forgeJWKSURL            string
 	egress                  egressOptions
@@ -122,6 +123,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.egress.timeout, "egress-timeout", egress.DefaultTimeout, "longest egress call, body streaming included")
 	fs.DurationVar(&o.egress.responseHeaderTimeout, "egress-response-header-timeout", egress.DefaultResponseHeaderTimeout, "longest wait for the product's answer once an egress call is sent")
 	fs.DurationVar(&o.egress.reviewTTL, "egress-token-review-ttl", egress.DefaultReviewTTL, "how long a caller's TokenReview answer is reused")
+	o.marketplace.bind(fs)
 	fs.StringVar(&o.devResolveTenantsTo, "dev-resolve-tenants-to", "", "DEV ONLY: send every verification call to this IP or IP:port (a local fake product standing in for every site); needs --allow-private-tenant-addresses for loopback")
 }
 
@@ -382,7 +384,7 @@ func setupControllers(ctx context.Context, mgr manager.Manager, opts options, ch
 	if err := apps.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up the ConnectApp controller: %w", err)
 	}
-	return nil
+	return setupMarketplace(mgr, opts.marketplace)
 }
 
 // tenantCheckerOptions are the options of every call to a tenant's site
@@ -408,20 +410,30 @@ func tenantCheckerOptions(opts options) (tenantcheck.Options, error) {
 		checkerOpts.Proxy = proxy
 	}
 	if opts.tenantCAFile != "" {
-		pem, err := os.ReadFile(opts.tenantCAFile)
+		pool, err := loadCAPool("--tenant-ca-file", opts.tenantCAFile)
 		if err != nil {
-			return checkerOpts, fmt.Errorf("--tenant-ca-file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return checkerOpts, fmt.Errorf("--tenant-ca-file: %s holds no PEM certificate", opts.tenantCAFile)
+			return checkerOpts, err
 		}
 		checkerOpts.RootCAs = pool
 	}
 	return checkerOpts, nil
+}
+
+// loadCAPool is the system roots plus the PEM bundle at path (flag names
+// it in errors).
+func loadCAPool(flag, path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: %s holds no PEM certificate", flag, path)
+	}
+	return pool, nil
 }
 
 // setupEgress serves the signing egress endpoint on its own address, on

@@ -212,6 +212,11 @@ type TenantLicense struct {
 
 // MarketplaceStatus is the Marketplace check's own health and its counts.
 type MarketplaceStatus struct {
+	// observedGeneration is the metadata.generation of the ConnectApp the
+	// last check ran for; a changed spec is checked at once.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
 	// lastCheckTime is when the last check ended, successful or not.
 	// +optional
 	LastCheckTime *metav1.Time `json:"lastCheckTime,omitempty"`

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
 )
 
 // DefaultBaseURL is the Marketplace API's address.
@@ -126,6 +128,10 @@ type Error struct {
 
 func (e *Error) Error() string { return e.msg }
 
+// NewError is a failed check with reason, for callers that fail before
+// asking the Marketplace (a missing credentials Secret).
+func NewError(reason, msg string) *Error { return &Error{Reason: reason, msg: "marketplace: " + msg} }
+
 // Page is called with each page of licences, in order. The slice is
 // reused: copy what must outlive the call.
 type Page func([]License) error
@@ -135,7 +141,7 @@ type Page func([]License) error
 // a time.
 func (c *Client) Licenses(ctx context.Context, creds Credentials, vendorID, appKey string, page Page) (int, error) {
 	if creds.Email == "" || creds.APIToken == "" {
-		return 0, &Error{Reason: "CredentialsMissing", msg: "marketplace: the credentials need an email and an API token"}
+		return 0, &Error{Reason: connectv1.ReasonMarketplaceCredentialsMissing, msg: "marketplace: the credentials need an email and an API token"}
 	}
 	base, err := url.Parse(c.baseURL())
 	if err != nil {
@@ -156,7 +162,7 @@ func (c *Client) Licenses(ctx context.Context, creds Credentials, vendorID, appK
 	read := 0
 	for n := 0; next != nil; n++ {
 		if n == maxPages {
-			return read, &Error{Reason: "BadResponse", msg: fmt.Sprintf("marketplace: the licence report did not end after %d pages", maxPages)}
+			return read, &Error{Reason: connectv1.ReasonMarketplaceBadResponse, msg: fmt.Sprintf("marketplace: the licence report did not end after %d pages", maxPages)}
 		}
 		body, err := c.fetch(ctx, limiter, creds, next)
 		if err != nil {
@@ -165,7 +171,7 @@ func (c *Client) Licenses(ctx context.Context, creds Credentials, vendorID, appK
 		if body.Licenses == nil {
 			// A page without a licenses array is not a licence page (an
 			// HTML error page answered 200, a changed API).
-			return read, &Error{Reason: "BadResponse", Status: http.StatusOK, msg: "marketplace: the answer has no licenses array"}
+			return read, &Error{Reason: connectv1.ReasonMarketplaceBadResponse, Status: http.StatusOK, msg: "marketplace: the answer has no licenses array"}
 		}
 		licenses := *body.Licenses
 		kept := licenses[:0]
@@ -203,10 +209,10 @@ func nextPage(base, cur *url.URL, body *pageBody, size int) (*url.URL, error) {
 	if body.Links.Next != nil && body.Links.Next.Href != "" {
 		u, err := cur.Parse(body.Links.Next.Href)
 		if err != nil || u.Scheme != base.Scheme || u.Host != base.Host {
-			return nil, &Error{Reason: "BadResponse", msg: "marketplace: the next-page link leaves the Marketplace's host; refused"}
+			return nil, &Error{Reason: connectv1.ReasonMarketplaceBadResponse, msg: "marketplace: the next-page link leaves the Marketplace's host; refused"}
 		}
 		if u.String() == cur.String() {
-			return nil, &Error{Reason: "BadResponse", msg: "marketplace: the next-page link names the same page"}
+			return nil, &Error{Reason: connectv1.ReasonMarketplaceBadResponse, msg: "marketplace: the next-page link names the same page"}
 		}
 		return u, nil
 	}
@@ -243,7 +249,7 @@ func (c *Client) fetch(ctx context.Context, limiter *rate.Limiter, creds Credent
 		if !errors.As(err, &e) {
 			return nil, err
 		}
-		retryable := e.Reason == "RateLimited" || e.Reason == "Unavailable" || e.Reason == "Timeout"
+		retryable := e.Reason == connectv1.ReasonMarketplaceRateLimited || e.Reason == connectv1.ReasonMarketplaceUnavailable || e.Reason == connectv1.ReasonMarketplaceTimeout
 		if !retryable || ctx.Err() != nil {
 			return nil, e
 		}
@@ -285,11 +291,11 @@ func (c *Client) try(ctx context.Context, creds Credentials, u *url.URL, where s
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		if rctx.Err() != nil {
-			return nil, 0, &Error{Reason: "Timeout", msg: fmt.Sprintf("marketplace: %s: no answer within %s", where, timeout)}
+			return nil, 0, &Error{Reason: connectv1.ReasonMarketplaceTimeout, msg: fmt.Sprintf("marketplace: %s: no answer within %s", where, timeout)}
 		}
 		// The error names the URL (no credentials: they travel in a
 		// header) and the network failure; nothing else.
-		return nil, 0, &Error{Reason: "Unavailable", msg: fmt.Sprintf("marketplace: %s: %v", where, unwrapURLError(err))}
+		return nil, 0, &Error{Reason: connectv1.ReasonMarketplaceUnavailable, msg: fmt.Sprintf("marketplace: %s: %v", where, unwrapURLError(err))}
 	}
 	defer resp.Body.Close()
 	fail := func(reason string) (*pageBody, time.Duration, error) {
@@ -300,24 +306,24 @@ func (c *Client) try(ctx context.Context, creds Credentials, u *url.URL, where s
 	switch {
 	case resp.StatusCode == http.StatusOK:
 	case resp.StatusCode == http.StatusUnauthorized:
-		return fail("Unauthorized")
+		return fail(connectv1.ReasonMarketplaceUnauthorized)
 	case resp.StatusCode == http.StatusForbidden:
-		return fail("Forbidden")
+		return fail(connectv1.ReasonMarketplaceForbidden)
 	case resp.StatusCode == http.StatusNotFound:
-		return fail("VendorNotFound")
+		return fail(connectv1.ReasonMarketplaceVendorNotFound)
 	case resp.StatusCode == http.StatusTooManyRequests:
-		return fail("RateLimited")
+		return fail(connectv1.ReasonMarketplaceRateLimited)
 	case resp.StatusCode >= 500:
-		return fail("Unavailable")
+		return fail(connectv1.ReasonMarketplaceUnavailable)
 	default:
-		return fail("BadResponse")
+		return fail(connectv1.ReasonMarketplaceBadResponse)
 	}
 	body := &pageBody{}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPageBytes)).Decode(body); err != nil {
 		if rctx.Err() != nil {
-			return nil, 0, &Error{Reason: "Timeout", msg: fmt.Sprintf("marketplace: %s: the page did not arrive within %s", where, timeout)}
+			return nil, 0, &Error{Reason: connectv1.ReasonMarketplaceTimeout, msg: fmt.Sprintf("marketplace: %s: the page did not arrive within %s", where, timeout)}
 		}
-		return nil, 0, &Error{Reason: "BadResponse", Status: resp.StatusCode, msg: fmt.Sprintf("marketplace: %s: the page is not a licence report: %v", where, err)}
+		return nil, 0, &Error{Reason: connectv1.ReasonMarketplaceBadResponse, Status: resp.StatusCode, msg: fmt.Sprintf("marketplace: %s: the page is not a licence report: %v", where, err)}
 	}
 	return body, 0, nil
 }
@@ -337,7 +343,7 @@ func retryAfter(v string, now time.Time) time.Duration {
 }
 
 func ctxError(where string, err error) error {
-	return &Error{Reason: "Timeout", msg: fmt.Sprintf("marketplace: %s: %v", where, err)}
+	return &Error{Reason: connectv1.ReasonMarketplaceTimeout, msg: fmt.Sprintf("marketplace: %s: %v", where, err)}
 }
 
 // unwrapURLError drops url.Error's method and URL, which the caller
