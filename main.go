@@ -37,6 +37,7 @@ import (
 	"github.com/tenantry/tenantry/controllers"
 	"github.com/tenantry/tenantry/egress"
 	"github.com/tenantry/tenantry/internal/forgejwt"
+	"github.com/tenantry/tenantry/internal/httpserve"
 	"github.com/tenantry/tenantry/internal/importer"
 	"github.com/tenantry/tenantry/internal/installkeys"
 	"github.com/tenantry/tenantry/internal/ipranges"
@@ -232,7 +233,7 @@ func run(ctx context.Context, opts options) error {
 // setupReceiver wires the lifecycle receiver into mgr: it runs on every
 // replica, starts listening only once the ConnectApp cache is synced (so
 // no genuine callback meets an empty route table), and drains on shutdown.
-func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*webhook.Server, error) {
+func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*httpserve.Server, error) {
 	trusted, err := ipranges.ParsePrefixes(opts.trustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("--trusted-proxy-cidr: %w", err)
@@ -320,16 +321,12 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*web
 		Forge:   authz.NewForge(forgeKeys, forgeReplay, metrics.Registry),
 	}
 
-	server := &webhook.Server{
-		Addr:    opts.receiverAddr,
-		Handler: withAuthz(authorizer, forge.Wrap(receiver)),
-		WaitFor: func(ctx context.Context) error {
-			if !mgr.GetCache().WaitForCacheSync(ctx) {
-				return errors.New("the ConnectApp cache did not sync")
-			}
-			return index.WaitForSync(ctx)
-		},
-	}
+	server := webhook.NewServer(opts.receiverAddr, withAuthz(authorizer, forge.Wrap(receiver)), func(ctx context.Context) error {
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("the ConnectApp cache did not sync")
+		}
+		return index.WaitForSync(ctx)
+	})
 	if err := mgr.Add(server); err != nil {
 		return nil, err
 	}
@@ -465,16 +462,12 @@ func setupEgress(mgr manager.Manager, opts options, checkerOpts tenantcheck.Opti
 		Metrics:    m,
 		Log:        ctrl.Log.WithName("egress"),
 	}
-	server := &egress.Server{
-		Addr:    opts.egress.addr,
-		Handler: handler,
-		WaitFor: func(ctx context.Context) error {
-			if !mgr.GetCache().WaitForCacheSync(ctx) {
-				return errors.New("the cache did not sync")
-			}
-			return nil
-		},
-	}
+	server := egress.NewServer(opts.egress.addr, handler, func(ctx context.Context) error {
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("the cache did not sync")
+		}
+		return nil
+	})
 	if err := mgr.Add(server); err != nil {
 		return err
 	}
