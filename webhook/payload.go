@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
@@ -44,25 +45,28 @@ var fieldLimits = []struct {
 	name     string
 	get      func(*payload) string
 	min, max int
+	// printable fields are stored or shown, so refuse connectv1.UnprintableAt; the
+	// shared secret and the deprecated PEM key (newlines) are neither.
+	printable bool
 }{
-	{"key", func(p *payload) string { return p.Key }, 1, 64},
-	{"clientKey", func(p *payload) string { return p.ClientKey }, 1, 255},
+	{"key", func(p *payload) string { return p.Key }, 1, 64, true},
+	{"clientKey", func(p *payload) string { return p.ClientKey }, 1, 255, true},
 	// docs/protocol.md §3: "can be up to 128 characters"; twice that leaves room.
-	{"sharedSecret", func(p *payload) string { return p.SharedSecret }, 0, 256},
-	{"baseUrl", func(p *payload) string { return p.BaseURL }, 1, 512},
-	{"displayUrl", func(p *payload) string { return p.DisplayURL }, 0, 512},
-	{"displayUrlServicedeskHelpCenter", func(p *payload) string { return p.DisplayURLServicedeskHelpCenter }, 0, 512},
-	{"productType", func(p *payload) string { return p.ProductType }, 0, 32},
-	{"description", func(p *payload) string { return p.Description }, 0, 1024},
-	{"serviceEntitlementNumber", func(p *payload) string { return p.ServiceEntitlementNumber }, 0, 64},
-	{"eventType", func(p *payload) string { return p.EventType }, 1, 32},
-	{"serverVersion", func(p *payload) string { return p.ServerVersion }, 0, 64},
-	{"pluginsVersion", func(p *payload) string { return p.PluginsVersion }, 0, 64},
-	{"oauthClientId", func(p *payload) string { return p.OAuthClientID }, 0, 255},
-	{"installationId", func(p *payload) string { return p.InstallationID }, 0, 255},
-	{"cloudId", func(p *payload) string { return p.CloudID }, 0, 64},
-	{"accountId", func(p *payload) string { return p.AccountID }, 0, 128},
-	{"publicKey", func(p *payload) string { return p.PublicKey }, 0, 4096},
+	{"sharedSecret", func(p *payload) string { return p.SharedSecret }, 0, 256, false},
+	{"baseUrl", func(p *payload) string { return p.BaseURL }, 1, 512, true},
+	{"displayUrl", func(p *payload) string { return p.DisplayURL }, 0, 512, true},
+	{"displayUrlServicedeskHelpCenter", func(p *payload) string { return p.DisplayURLServicedeskHelpCenter }, 0, 512, true},
+	{"productType", func(p *payload) string { return p.ProductType }, 0, 32, true},
+	{"description", func(p *payload) string { return p.Description }, 0, 1024, true},
+	{"serviceEntitlementNumber", func(p *payload) string { return p.ServiceEntitlementNumber }, 0, 64, true},
+	{"eventType", func(p *payload) string { return p.EventType }, 1, 32, true},
+	{"serverVersion", func(p *payload) string { return p.ServerVersion }, 0, 64, true},
+	{"pluginsVersion", func(p *payload) string { return p.PluginsVersion }, 0, 64, true},
+	{"oauthClientId", func(p *payload) string { return p.OAuthClientID }, 0, 255, true},
+	{"installationId", func(p *payload) string { return p.InstallationID }, 0, 255, true},
+	{"cloudId", func(p *payload) string { return p.CloudID }, 0, 64, true},
+	{"accountId", func(p *payload) string { return p.AccountID }, 0, 128, true},
+	{"publicKey", func(p *payload) string { return p.PublicKey }, 0, 4096, false},
 }
 
 // knownFieldsFolded maps each known field's lower-case name to its name.
@@ -108,11 +112,17 @@ func decodePayload(body []byte) (*payload, error) {
 		return nil, err
 	}
 	for _, f := range fieldLimits {
-		if n := len(f.get(p)); n < f.min || n > f.max {
+		v := f.get(p)
+		if n := len(v); n < f.min || n > f.max {
 			if n == 0 {
 				return nil, fmt.Errorf("%w: field %q is required", errInvalidField, f.name)
 			}
 			return nil, fmt.Errorf("%w: field %q is %d bytes long; at most %d are allowed", errInvalidField, f.name, n, f.max)
+		}
+		if f.printable {
+			if i := connectv1.UnprintableAt(v); i >= 0 {
+				return nil, fmt.Errorf("%w: field %q holds the non-printable character %U at byte %d", errInvalidField, f.name, []rune(v[i:])[0], i)
+			}
 		}
 	}
 	return p, nil

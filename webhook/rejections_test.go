@@ -167,6 +167,20 @@ func TestReceiverRejects(t *testing.T) {
 			cb.Payload["clientKey"], cb.Claims["iss"] = long, long
 		}), 400, "InvalidPayload"},
 		{"over-long description", h, forged("installed", func(cb *atlassiantest.Callback) { cb.Payload["description"] = strings.Repeat("d", 1025) }), 400, "InvalidPayload"},
+		// Terminal escapes and controls in stored identifiers (issue 11 item 10):
+		// signed genuinely, still refused before anything is stored.
+		{"clientKey with NUL", h, forged("installed", func(cb *atlassiantest.Callback) {
+			cb.Payload["clientKey"], cb.Claims["iss"] = "victim\x00evil", "victim\x00evil"
+		}), 400, "InvalidPayload"},
+		{"clientKey with an ESC sequence", h, forged("installed", func(cb *atlassiantest.Callback) {
+			cb.Payload["clientKey"], cb.Claims["iss"] = "\x1b[2J\x1b[Hok", "\x1b[2J\x1b[Hok"
+		}), 400, "InvalidPayload"},
+		{"clientKey with a newline", h, forged("installed", func(cb *atlassiantest.Callback) {
+			cb.Payload["clientKey"], cb.Claims["iss"] = "a\nb", "a\nb"
+		}), 400, "InvalidPayload"},
+		{"baseUrl with a bidi override", h, forged("installed", func(cb *atlassiantest.Callback) { cb.Payload["baseUrl"] = "https://acme.atlassian.net/\u202egpj" }), 400, "InvalidPayload"},
+		{"description with a C1 control", h, forged("installed", func(cb *atlassiantest.Callback) { cb.Payload["description"] = "Jira\u009b2J" }), 400, "InvalidPayload"},
+		{"serverVersion with ESC", h, forged("installed", func(cb *atlassiantest.Callback) { cb.Payload["serverVersion"] = "1\x1b]0;pwned\x07" }), 400, "InvalidPayload"},
 	}
 
 	tenantsBefore, secretsBefore := h.stored()

@@ -27,6 +27,7 @@ type ConnectTenantSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
 	// +optional
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'[\p{Cc}\p{Cf}\p{Co}\p{Zl}\p{Zp}]')`,message="must not hold control or other non-printable characters"
 	ClientKey string `json:"clientKey,omitempty"`
 
 	// baseUrl is the product's URL prefix, e.g. `https://acme.atlassian.net`
@@ -39,6 +40,7 @@ type ConnectTenantSpec struct {
 	// A Forge installation with no Connect tenant has it only when Forge
 	// reported the site URL.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'[\p{Cc}\p{Cf}\p{Co}\p{Zl}\p{Zp}]')`,message="must not hold control or other non-printable characters"
 	BaseURL string `json:"baseUrl,omitempty"`
 
 	// displayUrl is the URL users see when the site has a custom domain.
@@ -46,6 +48,7 @@ type ConnectTenantSpec struct {
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https'",message="displayUrl must be an absolute https URL"
 	// +optional
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'[\p{Cc}\p{Cf}\p{Co}\p{Zl}\p{Zp}]')`,message="must not hold control or other non-printable characters"
 	DisplayURL string `json:"displayUrl,omitempty"`
 
 	// displayUrlServicedeskHelpCenter is the custom domain of a Jira Service
@@ -53,6 +56,7 @@ type ConnectTenantSpec struct {
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https'",message="displayUrlServicedeskHelpCenter must be an absolute https URL"
 	// +optional
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'[\p{Cc}\p{Cf}\p{Co}\p{Zl}\p{Zp}]')`,message="must not hold control or other non-printable characters"
 	DisplayURLServicedeskHelpCenter string `json:"displayUrlServicedeskHelpCenter,omitempty"`
 
 	// productType is the product the app is installed in, e.g. `jira` or
@@ -65,6 +69,7 @@ type ConnectTenantSpec struct {
 	// description is the site's description, editable by its admins.
 	// +kubebuilder:validation:MaxLength=1024
 	// +optional
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'[\p{Cc}\p{Cf}\p{Co}\p{Zl}\p{Zp}]')`,message="must not hold control or other non-printable characters"
 	Description string `json:"description,omitempty"`
 
 	// serviceEntitlementNumber is the SEN of a paid app, which older install
@@ -72,6 +77,7 @@ type ConnectTenantSpec struct {
 	// product's /addons endpoint instead.
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'[\p{Cc}\p{Cf}\p{Co}\p{Zl}\p{Zp}]')`,message="must not hold control or other non-printable characters"
 	ServiceEntitlementNumber string `json:"serviceEntitlementNumber,omitempty"`
 
 	// cloudId is the site's cloud ID, when known.
@@ -84,23 +90,27 @@ type ConnectTenantSpec struct {
 	// app, e.g. `ari:cloud:ecosystem::installation/<uuid>`.
 	// +kubebuilder:validation:MaxLength=255
 	// +optional
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'[\p{Cc}\p{Cf}\p{Co}\p{Zl}\p{Zp}]')`,message="must not hold control or other non-printable characters"
 	InstallationID string `json:"installationId,omitempty"`
 
 	// oauthClientId is the OAuth 2.0 client ID for user impersonation,
 	// sent on install to apps that use it.
 	// +kubebuilder:validation:MaxLength=255
 	// +optional
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'[\p{Cc}\p{Cf}\p{Co}\p{Zl}\p{Zp}]')`,message="must not hold control or other non-printable characters"
 	OAuthClientID string `json:"oauthClientId,omitempty"`
 
 	// serverVersion is the product build number. Deprecated by Atlassian.
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'[\p{Cc}\p{Cf}\p{Co}\p{Zl}\p{Zp}]')`,message="must not hold control or other non-printable characters"
 	ServerVersion string `json:"serverVersion,omitempty"`
 
 	// pluginsVersion is the Connect framework version. Deprecated by
 	// Atlassian.
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'[\p{Cc}\p{Cf}\p{Co}\p{Zl}\p{Zp}]')`,message="must not hold control or other non-printable characters"
 	PluginsVersion string `json:"pluginsVersion,omitempty"`
 
 	// sharedSecretRef names the Secret, in the same namespace, whose key

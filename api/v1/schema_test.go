@@ -214,6 +214,21 @@ func TestConnectTenantRejected(t *testing.T) {
 			"spec.appRef.name in body should be at least 1 chars long"},
 		{"bad productType", newTenant("bad-product", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.ProductType = "Jira Cloud" })),
 			"spec.productType in body should match"},
+		// Terminal escapes and controls in identifiers (issue 11 item 10).
+		{"clientKey with an ESC sequence", newTenant("esc-key", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.ClientKey = "\x1b[2J\x1b[Hok" })),
+			`spec.clientKey: Invalid value: "\x1b[2J\x1b[Hok": must not hold control or other non-printable characters`},
+		{"clientKey with NUL", newTenant("nul-key", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.ClientKey = "a\x00b" })),
+			"spec.clientKey"},
+		{"clientKey with a newline", newTenant("nl-key", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.ClientKey = "a\nb" })),
+			"must not hold control or other non-printable characters"},
+		{"baseUrl with a bidi override", newTenant("bidi-base", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.BaseURL = "https://acme.atlassian.net/\u202e" })),
+			"must not hold control or other non-printable characters"},
+		{"description with C1", newTenant("c1-desc", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.Description = "x\u009by" })),
+			"must not hold control or other non-printable characters"},
+		{"installationId with zero-width space", newTenant("zw-inst", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.InstallationID = "ari\u200b" })),
+			"must not hold control or other non-printable characters"},
+		{"pluginsVersion with ESC", newTenant("esc-plugins", withTenantSpec(func(s *connectv1.ConnectTenantSpec) { s.PluginsVersion = "1\x1b[31m" })),
+			"must not hold control or other non-printable characters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
