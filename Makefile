@@ -7,6 +7,12 @@ SHELL := /usr/bin/env bash -o pipefail
 
 CONTROLLER_GEN := go tool controller-gen
 
+# One version for the binary, the image tag and the chart: the chart's
+# appVersion (TestVersionsAgree checks it).
+VERSION := $(shell awk -F'"' '/^appVersion:/ {print $$2}' charts/tenantry/Chart.yaml)
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X github.com/tenantry/tenantry/internal/version.Version=$(VERSION) -X github.com/tenantry/tenantry/internal/version.Revision=$(REVISION)
+
 .PHONY: all
 all: generate manifests fmt vet build ## Generate, check and build.
 
@@ -49,8 +55,12 @@ test: ## Run every test against a real kube-apiserver + etcd built by hack/.
 	hack/test.sh
 
 .PHONY: build
-build: ## Build bin/tenantry.
-	go build -o bin/tenantry .
+build: ## Build bin/tenantry, stamped with VERSION and REVISION.
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/tenantry .
+
+.PHONY: version
+version: ## Print the version the binary, image and chart share.
+	@echo $(VERSION)
 
 .PHONY: demo
 demo: ## Play Tenantry's story on a local control plane with a simulated Atlassian.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -275,4 +276,38 @@ func flatten(rules []rbacv1.PolicyRule) string {
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
+}
+
+// TestVersionsAgree: the version make stamps into the binary and tags the
+// image with is the chart's appVersion, which the chart's default image tag
+// and app.kubernetes.io/version label use.
+func TestVersionsAgree(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(chart, "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta struct {
+		AppVersion string `json:"appVersion"`
+	}
+	if err := yaml.Unmarshal(raw, &meta); err != nil || meta.AppVersion == "" {
+		t.Fatalf("Chart.yaml appVersion: %q, %v", meta.AppVersion, err)
+	}
+	cmd := exec.Command("make", "-s", "version")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got != meta.AppVersion {
+		t.Errorf("make version = %q, Chart.yaml appVersion = %q", got, meta.AppVersion)
+	}
+	dep := one(t, render(t, ""), "Deployment")
+	ctr := field(dep, "spec", "template", "spec", "containers").([]any)[0].(map[string]any)
+	if want := "ghcr.io/tenantry/tenantry:" + meta.AppVersion; ctr["image"] != want {
+		t.Errorf("default image %v, want %s", ctr["image"], want)
+	}
+	changelog, err := os.ReadFile(filepath.Join(root, "CHANGELOG.md"))
+	if err != nil || !strings.Contains(string(changelog), "## "+meta.AppVersion) {
+		t.Errorf("CHANGELOG.md has no section for %s (%v)", meta.AppVersion, err)
+	}
 }

@@ -10,6 +10,12 @@
 #
 # The kube-apiserver minor must match the k8s.io libraries in go.mod, so the
 # version comes from go.mod unless KUBE_VERSION overrides it.
+#
+# K8S_MINOR=prev builds the newest patch release of the previous minor
+# instead (the other supported minor; see README "Supported Kubernetes"),
+# into its own bin/k8s/<key>, e.g.
+#   K8S_MINOR=prev hack/control-plane.sh
+#   KUBEBUILDER_ASSETS=$(K8S_MINOR=prev hack/control-plane.sh) go test ./charts/
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +24,12 @@ cd "$root"
 # k8s.io/client-go v0.X.Y ships with Kubernetes v1.X.Y.
 client_go=$(awk '$1 == "k8s.io/client-go" {print $2; exit}' go.mod)
 KUBE_VERSION=${KUBE_VERSION:-v1.${client_go#v0.}}
+if [ "${K8S_MINOR:-current}" = prev ]; then
+  minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
+  KUBE_VERSION=$(go list -m -versions "k8s.io/kubernetes" | tr ' ' '\n' \
+    | grep -E "^v1\.$((minor - 1))\.[0-9]+$" | sort -t. -k3 -n | tail -1)
+  [ -n "$KUBE_VERSION" ] || { echo "control-plane: no release of Kubernetes 1.$((minor - 1)) on the module proxy" >&2; exit 1; }
+fi
 # The etcd release Kubernetes itself is tested against (see its go.mod).
 ETCD_VERSION=${ETCD_VERSION:-v3.7.0}
 
