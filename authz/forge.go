@@ -137,8 +137,8 @@ func (h *Handler) decideForge(r *http.Request, token string) (string, *forgejwt.
 	if app.Spec.Forge == nil {
 		return label, nil, nil, &connect.AuthError{Reason: ReasonForgeNotConfigured, Err: errors.New("a Bearer token for an app without spec.forge")}
 	}
-	envs := make([]string, 0, len(app.Spec.Forge.Environments))
-	for _, e := range app.Spec.Forge.Environments {
+	envs := make([]string, 0, len(app.Spec.Forge.GetEnvironments()))
+	for _, e := range app.Spec.Forge.GetEnvironments() {
 		envs = append(envs, string(e))
 	}
 	now := time.Now
@@ -152,17 +152,17 @@ func (h *Handler) decideForge(r *http.Request, token string) (string, *forgejwt.
 	}
 	tenant := h.Index.forgeTenant(app, claims.InstallationID(), claims.CloudID())
 	switch {
-	case tenant == nil && app.Spec.Forge.UnseenInstallations == connectv1.ForgeUnseenRefuse:
+	case tenant == nil && app.Spec.Forge.GetUnseenInstallations() == connectv1.ForgeUnseenRefuse:
 		h.Forge.unseen.WithLabelValues(label, "refused").Inc()
 		return label, nil, nil, &connect.AuthError{Reason: ReasonUnknownInstallation, Err: errors.New("no tenant for this Forge installation")}
 	case tenant == nil:
 		h.Forge.unseen.WithLabelValues(label, "allowed").Inc()
-	case tenant.Spec.State == connectv1.TenantUninstalled:
+	case tenant.GetState() == connectv1.TenantUninstalled:
 		return label, nil, nil, &connect.AuthError{Reason: ReasonInstallationUninstalled, Err: errors.New("the installation's tenant is uninstalled")}
 	case tenant.Status.Phase == connectv1.PhaseRogue:
 		return label, nil, nil, &connect.AuthError{Reason: ReasonInstallationRogue, Err: errors.New("the installation's tenant was judged rogue")}
 	}
-	if app.Spec.Forge.Unlicensed == connectv1.ForgeUnlicensedRefuse && (claims.App.License == nil || !claims.App.License.IsActive) {
+	if app.Spec.Forge.GetUnlicensed() == connectv1.ForgeUnlicensedRefuse && (claims.App.License == nil || !claims.App.License.IsActive) {
 		return label, nil, nil, &connect.AuthError{Reason: ReasonUnlicensed, Err: errors.New("no active licence")}
 	}
 	// Spent last, once the request is allowed; atomically, so that two

@@ -121,7 +121,7 @@ func (h *Handler) decide(ctx context.Context, r *http.Request) (string, *connect
 		Tenants:           appTenants{index: h.Index, app: app},
 		BaseURL:           app.Spec.BaseURL,
 		ContextTokenPaths: app.Spec.RequestAuthentication.ContextTokenPaths,
-		RefuseUnverified:  app.Spec.RequestAuthentication.UnverifiedTenants == connectv1.UnverifiedTenantsRefuse,
+		RefuseUnverified:  app.GetUnverifiedTenants() == connectv1.UnverifiedTenantsRefuse,
 		Leeway:            h.Leeway,
 		Now:               h.Now,
 	}

@@ -198,9 +198,9 @@ func lifecycleURLs(app *connectv1.ConnectApp) *connectv1.LifecycleURLs {
 	}
 }
 
-func (r *AppReconciler) setReady(app *connectv1.ConnectApp, status metav1.ConditionStatus, reason, msg string) {
+func (r *AppReconciler) setReady(app *connectv1.ConnectApp, status metav1.ConditionStatus, reason connectv1.Reason, msg string) {
 	meta.SetStatusCondition(&app.Status.Conditions, metav1.Condition{
-		Type: connectv1.ConditionReady, Status: status, Reason: reason, Message: msg,
+		Type: connectv1.ConditionReady, Status: status, Reason: reason.String(), Message: msg,
 		ObservedGeneration: app.Generation, LastTransitionTime: metav1.NewTime(r.Clock.Now()),
 	})
 }

@@ -55,7 +55,7 @@ func TestAppStatus(t *testing.T) {
 		t.Errorf("tenant counts %+v, want 2 in all, 1 verified, 1 pending", st.Tenants)
 	}
 	ready := meta.FindStatusCondition(st.Conditions, connectv1.ConditionReady)
-	if ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != connectv1.ReasonServing || ready.ObservedGeneration != app.Generation {
+	if ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != connectv1.ReasonServing.String() || ready.ObservedGeneration != app.Generation {
 		t.Errorf("Ready %+v, want True/Serving at generation %d", ready, app.Generation)
 	}
 }
@@ -73,7 +73,7 @@ func TestDuplicateAppKeyConflict(t *testing.T) {
 	}
 	dup = w.reconcileApp(dup)
 	first = w.reconcileApp(first)
-	if c := meta.FindStatusCondition(dup.Status.Conditions, connectv1.ConditionReady); c.Status != metav1.ConditionFalse || c.Reason != connectv1.ReasonConflict {
+	if c := meta.FindStatusCondition(dup.Status.Conditions, connectv1.ConditionReady); c.Status != metav1.ConditionFalse || c.Reason != connectv1.ReasonConflict.String() {
 		t.Errorf("duplicate: Ready %+v, want False/Conflict", c)
 	}
 	if c := meta.FindStatusCondition(first.Status.Conditions, connectv1.ConditionReady); c.Status != metav1.ConditionTrue {

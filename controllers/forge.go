@@ -24,7 +24,7 @@ func (r *TenantReconciler) reconcileForgeOnly(tenant *connectv1.ConnectTenant, n
 	if st.SecretFingerprint != "" && st.SecretFingerprint != fingerprint {
 		st.SecretRotations++
 		st.SecretRotatedAt = ptrTime(now)
-		r.event(tenant, corev1.EventTypeNormal, "ForgeReinstalled", "Rotate", "a Forge reinstall brought a new installationId (rotation %d)", st.SecretRotations)
+		r.event(tenant, corev1.EventTypeNormal, connectv1.ReasonForgeReinstalled, "Rotate", "a Forge reinstall brought a new installationId (rotation %d)", st.SecretRotations)
 	}
 	st.SecretFingerprint = fingerprint
 	st.NextVerificationAt, st.FailingSince, st.ConsecutiveFailures = nil, nil, 0

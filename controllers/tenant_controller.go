@@ -237,7 +237,7 @@ func (r *TenantReconciler) trackRotation(tenant *connectv1.ConnectTenant, finger
 		if st.Phase == connectv1.PhaseRogue {
 			st.Phase = connectv1.PhasePending
 		}
-		r.event(tenant, corev1.EventTypeNormal, "SecretRotated", "Rotate", "a re-install replaced the shared secret (rotation %d); verifying it now", st.SecretRotations)
+		r.event(tenant, corev1.EventTypeNormal, connectv1.ReasonSecretRotated, "Rotate", "a re-install replaced the shared secret (rotation %d); verifying it now", st.SecretRotations)
 	}
 	st.SecretFingerprint = fingerprint
 }
@@ -273,7 +273,7 @@ func (r *TenantReconciler) reconcileUninstalled(ctx context.Context, tenant *con
 		r.setPhase(tenant)
 		return ctrl.Result{RequeueAfter: expires.Sub(now)}, nil
 	}
-	r.event(tenant, corev1.EventTypeNormal, "Collected", "Delete", "uninstalled for %s, longer than the app's retention; deleting the tenant and its Secret", p.retention)
+	r.event(tenant, corev1.EventTypeNormal, connectv1.ReasonCollected, "Delete", "uninstalled for %s, longer than the app's retention; deleting the tenant and its Secret", p.retention)
 	return ctrl.Result{}, r.deleteTenant(ctx, tenant)
 }
 
@@ -346,25 +346,25 @@ func (r *TenantReconciler) setPhase(tenant *connectv1.ConnectTenant) {
 	}
 	reason, msg := connectv1.ReasonPending, "not verified yet"
 	if cond := meta.FindStatusCondition(st.Conditions, connectv1.ConditionVerified); cond != nil {
-		reason, msg = cond.Reason, cond.Message
+		reason, msg = connectv1.Reason(cond.Reason), cond.Message
 	}
 	r.setReady(tenant, metav1.ConditionFalse, reason, msg)
 }
 
-func (r *TenantReconciler) setReady(tenant *connectv1.ConnectTenant, status metav1.ConditionStatus, reason, msg string) {
+func (r *TenantReconciler) setReady(tenant *connectv1.ConnectTenant, status metav1.ConditionStatus, reason connectv1.Reason, msg string) {
 	r.setCondition(tenant, connectv1.ConditionReady, status, reason, msg)
 }
 
-func (r *TenantReconciler) setCondition(tenant *connectv1.ConnectTenant, kind string, status metav1.ConditionStatus, reason, msg string) {
+func (r *TenantReconciler) setCondition(tenant *connectv1.ConnectTenant, kind string, status metav1.ConditionStatus, reason connectv1.Reason, msg string) {
 	meta.SetStatusCondition(&tenant.Status.Conditions, metav1.Condition{
-		Type: kind, Status: status, Reason: reason, Message: truncateMessage(msg),
+		Type: kind, Status: status, Reason: reason.String(), Message: truncateMessage(msg),
 		ObservedGeneration: tenant.Generation, LastTransitionTime: metav1.NewTime(r.Clock.Now()),
 	})
 }
 
-func (r *TenantReconciler) event(tenant *connectv1.ConnectTenant, kind, reason, action, note string, args ...any) {
+func (r *TenantReconciler) event(tenant *connectv1.ConnectTenant, kind string, reason connectv1.Reason, action, note string, args ...any) {
 	if r.Events != nil {
-		r.Events.Eventf(tenant, nil, kind, reason, action, note, args...)
+		r.Events.Eventf(tenant, nil, kind, reason.String(), action, note, args...)
 	}
 }
 

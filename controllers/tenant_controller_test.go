@@ -78,7 +78,7 @@ func TestRogueUnderEachPolicy(t *testing.T) {
 			if tenant.Status.Phase != connectv1.PhaseUnverified || tenant.Status.FailingSince == nil {
 				t.Fatalf("after a 401: phase %s failingSince %v, want Unverified", tenant.Status.Phase, tenant.Status.FailingSince)
 			}
-			if cond := meta.FindStatusCondition(tenant.Status.Conditions, connectv1.ConditionVerified); cond.Reason != connectv1.ReasonRejected {
+			if cond := meta.FindStatusCondition(tenant.Status.Conditions, connectv1.ConditionVerified); cond.Reason != connectv1.ReasonRejected.String() {
 				t.Errorf("Verified reason %s, want Rejected", cond.Reason)
 			}
 			w.clock.Step(time.Hour)
@@ -140,7 +140,7 @@ func TestInconclusiveNeverRogue(t *testing.T) {
 				if tenant == nil || tenant.Status.Phase == connectv1.PhaseRogue || tenant.Status.FailingSince != nil {
 					t.Fatalf("an inconclusive answer counted towards rogue: %+v", tenant)
 				}
-				if cond := meta.FindStatusCondition(tenant.Status.Conditions, connectv1.ConditionVerified); cond.Reason != connectv1.ReasonInconclusive {
+				if cond := meta.FindStatusCondition(tenant.Status.Conditions, connectv1.ConditionVerified); cond.Reason != connectv1.ReasonInconclusive.String() {
 					t.Fatalf("Verified reason %s, want Inconclusive", cond.Reason)
 				}
 				waits = append(waits, res.RequeueAfter)
@@ -237,7 +237,7 @@ func TestPrivateAddressRefusedWithoutDevFlag(t *testing.T) {
 	w.clock.Step(31 * time.Second)
 	tenant, _ := w.reconcile(name)
 	cond := meta.FindStatusCondition(tenant.Status.Conditions, connectv1.ConditionVerified)
-	if tenant.Status.Phase != connectv1.PhasePending || cond.Reason != connectv1.ReasonInconclusive {
+	if tenant.Status.Phase != connectv1.PhasePending || cond.Reason != connectv1.ReasonInconclusive.String() {
 		t.Errorf("phase %s reason %s, want Pending/Inconclusive", tenant.Status.Phase, cond.Reason)
 	}
 }
@@ -253,7 +253,7 @@ func TestOrphanedTenantIsKept(t *testing.T) {
 	if tenant == nil || !w.secretExists(name) {
 		t.Fatal("an orphaned tenant must be kept with its Secret")
 	}
-	if cond := meta.FindStatusCondition(tenant.Status.Conditions, connectv1.ConditionReady); cond == nil || cond.Reason != connectv1.ReasonAppMissing {
+	if cond := meta.FindStatusCondition(tenant.Status.Conditions, connectv1.ConditionReady); cond == nil || cond.Reason != connectv1.ReasonAppMissing.String() {
 		t.Errorf("Ready %+v, want reason AppMissing", cond)
 	}
 }

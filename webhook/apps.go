@@ -101,15 +101,15 @@ func (x *AppIndex) appsWithKey(key string) []*connectv1.ConnectApp {
 	return x.snapshot.Load().byKey[key]
 }
 
-// lifecyclePaths maps each event to the app's path for it, with the
-// documented defaults for an app read before the API server defaulted it.
+// lifecyclePaths maps each event to the app's path for it (defaults from
+// the api/v1 getter).
 func lifecyclePaths(app *connectv1.ConnectApp) map[string]string {
-	l := app.Spec.Lifecycle
+	l := app.GetLifecyclePaths()
 	return map[string]string{
-		eventInstalled:   orDefault(string(l.Installed), "/installed"),
-		eventUninstalled: orDefault(string(l.Uninstalled), "/uninstalled"),
-		eventEnabled:     orDefault(string(l.Enabled), "/enabled"),
-		eventDisabled:    orDefault(string(l.Disabled), "/disabled"),
+		eventInstalled:   string(l.Installed),
+		eventUninstalled: string(l.Uninstalled),
+		eventEnabled:     string(l.Enabled),
+		eventDisabled:    string(l.Disabled),
 	}
 }
 
@@ -137,11 +137,4 @@ func uniquePaths(a, b string) []string {
 		return []string{a}
 	}
 	return []string{a, b}
-}
-
-func orDefault(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }

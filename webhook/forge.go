@@ -237,8 +237,8 @@ func (f *ForgeReceiver) handle(req *http.Request, ev *forgeEvent) (Reason, error
 }
 
 func (f *ForgeReceiver) verifier(app *connectv1.ConnectApp) *forgejwt.Verifier {
-	envs := make([]string, 0, len(app.Spec.Forge.Environments))
-	for _, e := range app.Spec.Forge.Environments {
+	envs := make([]string, 0, len(app.Spec.Forge.GetEnvironments()))
+	for _, e := range app.Spec.Forge.GetEnvironments() {
 		envs = append(envs, string(e))
 	}
 	return &forgejwt.Verifier{Keys: f.Keys, AppID: app.Spec.Forge.AppID, Environments: envs, Leeway: f.Leeway, Replay: f.Replay, Now: f.Now}

@@ -72,11 +72,11 @@ func (x *ForgeAppIndex) routes(path string) []route {
 }
 
 func forgePaths(app *connectv1.ConnectApp) map[string]string {
-	l := app.Spec.Forge.Lifecycle
+	l := app.Spec.Forge.GetLifecyclePaths()
 	return map[string]string{
-		forgeInstalled:    orDefault(string(l.Installed), "/forge/installed"),
-		forgeUpgraded:     orDefault(string(l.Upgraded), "/forge/upgraded"),
-		forgePreUninstall: orDefault(string(l.PreUninstall), "/forge/pre-uninstall"),
+		forgeInstalled:    string(l.Installed),
+		forgeUpgraded:     string(l.Upgraded),
+		forgePreUninstall: string(l.PreUninstall),
 	}
 }
 

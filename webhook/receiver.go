@@ -341,10 +341,7 @@ func (r *Receiver) checkSource(mode connectv1.SourceAddressCheckMode, source net
 }
 
 func sourceMode(app *connectv1.ConnectApp) connectv1.SourceAddressCheckMode {
-	if m := app.Spec.TenantPolicy.SourceAddressCheck; m != "" {
-		return m
-	}
-	return connectv1.SourceAddressEnforce
+	return app.GetSourceAddressCheck()
 }
 
 // checkPayloadRules checks what the signature does not cover: the body.
@@ -362,10 +359,7 @@ func checkPayloadRules(app *connectv1.ConnectApp, event string, p *payload) erro
 }
 
 func allowedHosts(app *connectv1.ConnectApp) []connectv1.HostPattern {
-	if hosts := app.Spec.TenantPolicy.AllowedHosts; len(hosts) > 0 {
-		return hosts
-	}
-	return []connectv1.HostPattern{"*.atlassian.net", "*.jira.com", "*.jira-dev.com"}
+	return app.GetAllowedHosts()
 }
 
 // store writes the callback and says what it changed.

@@ -71,7 +71,7 @@ func (r *Receiver) verifySymmetric(req *http.Request, token string, app *connect
 }
 
 func symmetricAllowed(app *connectv1.ConnectApp) bool {
-	return app.Spec.TenantPolicy.SymmetricReinstall == connectv1.SymmetricReinstallAllow
+	return app.GetSymmetricReinstall() == connectv1.SymmetricReinstallAllow
 }
 
 // tokenRejection maps a verification error to its answer.

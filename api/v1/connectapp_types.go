@@ -332,7 +332,9 @@ const (
 
 // ConnectAppStatus is the observed state of a ConnectApp.
 type ConnectAppStatus struct {
-	// observedGeneration is the metadata.generation this status describes.
+	// observedGeneration is the metadata.generation this status describes;
+	// 0 until the operator first serves the app.
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
@@ -435,7 +437,10 @@ type ConnectApp struct {
 	// +required
 	Spec ConnectAppSpec `json:"spec"`
 
-	// status is the app's observed state, written by the operator.
+	// status is the app's observed state, written by the operator. An app
+	// no operator has served reads observedGeneration 0, so health tools
+	// show it in progress, never healthy.
+	// +kubebuilder:default={}
 	// +optional
 	Status ConnectAppStatus `json:"status,omitempty"`
 }

@@ -200,12 +200,15 @@ const (
 // ConnectTenantStatus is the observed state of a tenant, written by the
 // tenant controller.
 type ConnectTenantStatus struct {
-	// observedGeneration is the metadata.generation this status describes.
+	// observedGeneration is the metadata.generation this status describes;
+	// 0 until the controller first writes the status.
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// phase summarises the tenant's state: Pending, Verified, Unverified,
 	// Rogue, Disabled or Uninstalled.
+	// +kubebuilder:default=Pending
 	// +optional
 	Phase TenantPhase `json:"phase,omitempty"`
 
@@ -277,6 +280,17 @@ type ConnectTenantStatus struct {
 	// `Licensed` condition says what it means.
 	// +optional
 	License *TenantLicense `json:"license,omitempty"`
+
+	// verifiedSecretFingerprint is the fingerprint of the one secret the
+	// last successful verification proved. A verification proves one
+	// secret: after a rotation the new secret is unverified until the
+	// product confirms it, whatever the phase said before, and `/authz`
+	// under unverifiedTenants: Refuse compares the secret it holds with
+	// this fingerprint, not the phase.
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^sha256:[0-9a-f]{16}$`
+	// +optional
+	VerifiedSecretFingerprint string `json:"verifiedSecretFingerprint,omitempty"`
 }
 
 // ConnectTenant is one installation of a Connect app on one Atlassian site,
@@ -295,11 +309,12 @@ type ConnectTenantStatus struct {
 // +kubebuilder:printcolumn:name="Host",type=string,JSONPath=`.status.host`
 // +kubebuilder:printcolumn:name="Platform",type=string,JSONPath=`.spec.platform`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
-// +kubebuilder:printcolumn:name="Verified",type=date,JSONPath=`.status.lastVerifiedAt`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Rotations",type=integer,JSONPath=`.status.secretRotations`
 // +kubebuilder:printcolumn:name="Licence",type=string,JSONPath=`.status.conditions[?(@.type=="Licensed")].reason`
 // +kubebuilder:printcolumn:name="Product",type=string,priority=1,JSONPath=`.spec.productType`
-// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Verified")].reason`
+// +kubebuilder:printcolumn:name="Last Verified",type=date,priority=1,JSONPath=`.status.lastVerifiedAt`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ConnectTenant struct {
 	metav1.TypeMeta `json:",inline"`
@@ -310,7 +325,11 @@ type ConnectTenant struct {
 	// +required
 	Spec ConnectTenantSpec `json:"spec"`
 
-	// status is the tenant's observed state.
+	// status is the tenant's observed state. A tenant the controller has not
+	// written yet reads as phase Pending with observedGeneration 0, so that
+	// kubectl and health tools (kstatus, Argo CD) show it in progress, not
+	// healthy, until its first verification.
+	// +kubebuilder:default={}
 	// +optional
 	Status ConnectTenantStatus `json:"status,omitempty"`
 }

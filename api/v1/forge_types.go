@@ -174,9 +174,4 @@ const (
 	// LabelCloudID, on a ConnectTenant, is a hash of its spec.cloudId, so
 	// that a reinstall (new installationId, same cloudId) finds the tenant.
 	LabelCloudID = "connect.tenantry.dev/cloud-id"
-
-	// ReasonForgeInstallation: a Forge installation with no shared secret;
-	// every Forge event and request is verified by Atlassian's signature
-	// on its FIT, so there is nothing to call back.
-	ReasonForgeInstallation = "ForgeInstallation"
 )

@@ -46,13 +46,13 @@ func TestKubectlGetShowsPrinterColumns(t *testing.T) {
 		absent  string   // text that must not appear in the rows
 	}{
 		{[]string{"get", "ctenant"},
-			[]string{"NAME", "APP", "CLIENT KEY", "HOST", "PHASE", "VERIFIED", "ROTATIONS", "AGE"},
+			[]string{"NAME", "APP", "CLIENT KEY", "HOST", "PHASE", "READY", "REASON", "ROTATIONS", "AGE"},
 			[]string{"acme", "jira-app", "client-acme", "acme.atlassian.net", "Verified", "3"}, ""},
 		{[]string{"get", "capp"},
 			[]string{"NAME", "KEY", "BASE URL", "READY", "TENANTS", "VERIFIED", "ROGUE", "AGE"},
 			[]string{"jira-app", "com.example.jira-app", "https://connect.example.com/jira-app"}, ""},
 		{[]string{"get", "ctenant", "-o", "wide"},
-			[]string{"PRODUCT", "REASON"},
+			[]string{"PRODUCT", "LAST VERIFIED"},
 			[]string{"acme", "jira"}, ""},
 		{[]string{"get", "ctenant", "--field-selector", "spec.clientKey=client-acme"}, // selectable field
 			[]string{"NAME", "CLIENT KEY"},

@@ -84,7 +84,7 @@ func TestConnectTenantDefaultsAndRoundTrip(t *testing.T) {
 		SecretRotations:    2,
 		SecretFingerprint:  "sha256:0123456789abcdef",
 		Conditions: []metav1.Condition{{
-			Type: connectv1.ConditionVerified, Status: metav1.ConditionTrue, Reason: connectv1.ReasonVerified,
+			Type: connectv1.ConditionVerified, Status: metav1.ConditionTrue, Reason: connectv1.ReasonVerified.String(),
 			Message: "the product accepted the stored secret", ObservedGeneration: got.Generation, LastTransitionTime: now,
 		}},
 	}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/connectjwt"
 )
 
@@ -50,8 +51,8 @@ type Result struct {
 
 // Defaults, each with its reason.
 const (
-	// DefaultTimeout matches the ConnectApp default verification.timeout.
-	DefaultTimeout = 10 * time.Second
+	// DefaultTimeout is the ConnectApp default verification.timeout.
+	DefaultTimeout = connectv1.DefaultVerificationTimeout
 	// DefaultMaxResponseBytes: the addons answer is a few KiB; anything
 	// larger is read no further.
 	DefaultMaxResponseBytes = 1 << 20
