@@ -25,22 +25,29 @@ const (
 	ReasonSourceAddress    Reason = "SourceAddressNotAllowed"   // 403
 	ReasonSourceUnknown    Reason = "SourceAddressUnresolvable" // 403
 
-	ReasonMissingToken     Reason = "MissingToken"            // 401
-	ReasonAmbiguousToken   Reason = "AmbiguousToken"          // 401: header and query both carry one
-	ReasonMalformedToken   Reason = "MalformedToken"          // 401
-	ReasonAlgorithm        Reason = "UnexpectedAlgorithm"     // 401
-	ReasonInvalidKid       Reason = "InvalidKid"              // 401
-	ReasonUnknownKid       Reason = "UnknownKid"              // 401
-	ReasonSignature        Reason = "BadSignature"            // 401
-	ReasonExpired          Reason = "TokenExpired"            // 401
-	ReasonNotYetValid      Reason = "TokenNotYetValid"        // 401
-	ReasonMissingExpiry    Reason = "MissingExpiry"           // 401
-	ReasonIssuer           Reason = "IssuerMismatch"          // 401
-	ReasonAudience         Reason = "AudienceMismatch"        // 401
-	ReasonQSH              Reason = "QSHMismatch"             // 401
-	ReasonContextQSH       Reason = "ContextQSHRefused"       // 401
-	ReasonUnknownTenant    Reason = "UnknownTenant"           // 401: enabled/disabled for no stored tenant
-	ReasonSecretMissing    Reason = "SecretMissing"           // 401: the stored secret is gone (quarantined)
+	ReasonMissingToken   Reason = "MissingToken"        // 401
+	ReasonAmbiguousToken Reason = "AmbiguousToken"      // 401: header and query both carry one
+	ReasonMalformedToken Reason = "MalformedToken"      // 401
+	ReasonAlgorithm      Reason = "UnexpectedAlgorithm" // 401
+	ReasonInvalidKid     Reason = "InvalidKid"          // 401
+	ReasonUnknownKid     Reason = "UnknownKid"          // 401
+	ReasonSignature      Reason = "BadSignature"        // 401
+	ReasonExpired        Reason = "TokenExpired"        // 401
+	ReasonNotYetValid    Reason = "TokenNotYetValid"    // 401
+	ReasonMissingExpiry  Reason = "MissingExpiry"       // 401
+	ReasonIssuer         Reason = "IssuerMismatch"      // 401
+	ReasonAudience       Reason = "AudienceMismatch"    // 401
+	ReasonQSH            Reason = "QSHMismatch"         // 401
+	ReasonContextQSH     Reason = "ContextQSHRefused"   // 401
+	ReasonUnknownTenant  Reason = "UnknownTenant"       // 401: enabled/disabled for no stored tenant
+	ReasonSecretMissing  Reason = "SecretMissing"       // 401: the stored secret is gone (quarantined)
+	// ReasonNotAuthenticated is the one answer a caller gets when a
+	// symmetrically signed callback (enabled, disabled, an HS256 reinstall)
+	// does not authenticate, whatever the cause: UnknownTenant,
+	// SecretMissing, BadSignature or a claim. Answering each apart would
+	// tell anyone whether a clientKey is installed and whether its secret
+	// is quarantined. The precise reason stays in the metric and the log.
+	ReasonNotAuthenticated Reason = "NotAuthenticated"        // 401
 	ReasonSymmetricInstall Reason = "SymmetricInstallRefused" // 401
 
 	ReasonBadJSON           Reason = "BadJSON"             // 400
@@ -65,6 +72,9 @@ type rejection struct {
 	status  int
 	reason  Reason
 	message string
+	// public, when set, is the reason the caller is told instead (with a
+	// fixed message); reason and message go to the metric and the log.
+	public Reason
 }
 
 func (r *rejection) Error() string { return fmt.Sprintf("%d %s: %s", r.status, r.reason, r.message) }

@@ -122,6 +122,11 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			rej = retryable(ReasonStorageUnavailable, "internal error; retry later")
 		}
 		status, reason, message = rej.status, rej.reason, rej.message
+		if rej.public != "" {
+			r.answer(w, status, rej.public, "the callback is not authenticated for this app and clientKey")
+			r.record(cb, status, reason, message, r.Options.Now().Sub(start))
+			return
+		}
 	} else {
 		reason = outcome
 	}

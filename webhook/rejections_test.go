@@ -125,13 +125,14 @@ func TestReceiverRejects(t *testing.T) {
 		{"uninstalled signed HS256", h, forgedToken("uninstalled", func(cb *atlassiantest.Callback) string {
 			return atlassiantest.SignHS256([]byte(known.SharedSecret), cb.Claims)
 		}), 401, "UnexpectedAlgorithm"},
+		// Symmetric callbacks give an unauthenticated caller one answer (item 12).
 		{"enabled signed RS256", h, forgedToken("enabled", func(cb *atlassiantest.Callback) string {
 			return atlassiantest.SignRS256(product.Key, product.Kid, cb.Claims)
-		}), 401, "UnexpectedAlgorithm"},
+		}), 401, "NotAuthenticated"},
 		{"enabled signed with a wrong secret", h, forgedToken("enabled", func(cb *atlassiantest.Callback) string {
 			return atlassiantest.SignHS256([]byte("not-the-stored-secret"), cb.Claims)
-		}), 401, "BadSignature"},
-		{"enabled for an unknown tenant", h, forged("enabled", func(*atlassiantest.Callback) {}), 401, "UnknownTenant"},
+		}), 401, "NotAuthenticated"},
+		{"enabled for an unknown tenant", h, forged("enabled", func(*atlassiantest.Callback) {}), 401, "NotAuthenticated"},
 
 		// Claims.
 		{"expired", h, forged("installed", func(cb *atlassiantest.Callback) { cb.Claims["exp"] = time.Now().Add(-hour).Unix() }), 401, "TokenExpired"},

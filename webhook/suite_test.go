@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -68,6 +69,9 @@ type harness struct {
 	receiver *webhook.Receiver
 	url      string
 	client   client.Client
+	// metrics is the receiver's own registry, for precise reasons the
+	// caller is not told.
+	metrics *prometheus.Registry
 }
 
 type harnessOption func(*harnessConfig)
@@ -122,7 +126,9 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	if !cfg.untrusted {
 		trusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	}
+	reg := prometheus.NewRegistry()
 	r := (&webhook.Receiver{
+		Metrics: webhook.NewMetrics(reg),
 		Apps:    webhook.NewAppIndex(*app),
 		Store:   &tenantstore.Store{Client: cfg.client, Scheme: env.Scheme},
 		Keys:    installkeys.New(installkeys.Options{URLs: []string{cfg.keysURL}}),
@@ -138,7 +144,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		paths[ev] = "/" + ev
 	}
 	return &harness{
-		t: t, app: app, receiver: r, url: srv.URL, client: env.Client,
+		t: t, app: app, receiver: r, url: srv.URL, client: env.Client, metrics: reg,
 		product: atlassiantest.App{Key: app.Spec.Key, BaseURL: app.Spec.BaseURL, Paths: paths},
 	}
 }

@@ -50,6 +50,16 @@ func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Hea
 // tenant: never the one in the payload, which anyone can choose (the classic
 // forgery of a first install).
 func (r *Receiver) verifySymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event string, p *payload, want connectjwt.Expectations) error {
+	err := r.checkSymmetric(req, token, app, event, p, want)
+	var rej *rejection
+	if errors.As(err, &rej) && rej.status == http.StatusUnauthorized {
+		rej.public = ReasonNotAuthenticated
+	}
+	return err
+}
+
+// checkSymmetric is verifySymmetric's decision, with the precise reason.
+func (r *Receiver) checkSymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event string, p *payload, want connectjwt.Expectations) error {
 	tenant, err := r.Store.Get(req.Context(), app, p.ClientKey)
 	switch {
 	case errors.Is(err, tenantstore.ErrNotFound) && event == eventInstalled:
