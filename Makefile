@@ -25,9 +25,9 @@ generate: ## Generate deep-copy functions for api/.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: ## Generate the CRDs into config/crd/bases and the ClusterRole into config/rbac.
+manifests: ## Generate the CRDs into config/crd/bases (and the chart's files/crds) and the ClusterRole into config/rbac.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-	cp config/crd/bases/*.yaml charts/tenantry/crds/
+	rm -f charts/tenantry/files/crds/*.yaml && cp config/crd/bases/*.yaml charts/tenantry/files/crds/
 	$(CONTROLLER_GEN) rbac:roleName=tenantry paths=./controllers/... paths=./webhook/... output:rbac:artifacts:config=config/rbac
 
 .PHONY: fmt

@@ -36,6 +36,7 @@ import (
 	"github.com/tenantry/tenantry/authz"
 	"github.com/tenantry/tenantry/controllers"
 	"github.com/tenantry/tenantry/egress"
+	"github.com/tenantry/tenantry/internal/cleanup"
 	"github.com/tenantry/tenantry/internal/forgejwt"
 	"github.com/tenantry/tenantry/internal/httpserve"
 	"github.com/tenantry/tenantry/internal/importer"
@@ -133,6 +134,11 @@ func (o *options) bind(fs *flag.FlagSet) {
 // Each lives in a small package of its own and parses its own flags.
 var subcommands = map[string]func(args []string) int{
 	"version": func([]string) int { fmt.Println(version.String()); return 0 },
+	// Release Tenantry's finalizers once the operator is gone, keeping or
+	// deleting tenants and Secrets (internal/cleanup).
+	"cleanup": func(args []string) int {
+		return cleanup.Main(ctrl.SetupSignalHandler(), args, os.Stdout, os.Stderr)
+	},
 	// Adopt the installations of an ACE or ACSB store (internal/importer).
 	"import": func(args []string) int {
 		return importer.Main(ctrl.SetupSignalHandler(), args, os.Stdout, os.Stderr)

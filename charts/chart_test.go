@@ -207,17 +207,63 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 	}
 }
 
+// TestCRDsMatchGenerated keeps the chart's CRDs (files/crds, rendered by
+// templates/crds.yaml) equal to what controller-gen generates into
+// config/crd/bases: the files byte for byte, the rendered objects field
+// for field (the template adds only labels and the keep annotation).
 func TestCRDsMatchGenerated(t *testing.T) {
 	generated, _ := filepath.Glob(filepath.Join(root, "config", "crd", "bases", "*.yaml"))
-	inChart, _ := filepath.Glob(filepath.Join(chart, "crds", "*.yaml"))
-	if len(generated) != len(inChart) {
+	inChart, _ := filepath.Glob(filepath.Join(chart, "files", "crds", "*.yaml"))
+	if len(generated) != len(inChart) || len(generated) == 0 {
 		t.Fatalf("%d CRDs generated, %d in the chart: run `make manifests`", len(generated), len(inChart))
+	}
+	rendered := map[string]*unstructured.Unstructured{}
+	for _, obj := range byKind(render(t, ""), "CustomResourceDefinition") {
+		rendered[obj.GetName()] = obj
 	}
 	for _, g := range generated {
 		want, _ := os.ReadFile(g)
-		got, err := os.ReadFile(filepath.Join(chart, "crds", filepath.Base(g)))
+		got, err := os.ReadFile(filepath.Join(chart, "files", "crds", filepath.Base(g)))
 		if err != nil || !bytes.Equal(want, got) {
-			t.Errorf("charts/tenantry/crds/%s differs from config/crd/bases: run `make manifests`", filepath.Base(g))
+			t.Errorf("charts/tenantry/files/crds/%s differs from config/crd/bases: run `make manifests`", filepath.Base(g))
+		}
+		var crd map[string]any
+		if err := yaml.Unmarshal(want, &crd); err != nil {
+			t.Fatal(err)
+		}
+		name := crd["metadata"].(map[string]any)["name"].(string)
+		obj := rendered[name]
+		if obj == nil {
+			t.Errorf("the chart renders no CRD %s", name)
+			continue
+		}
+		if !same(obj.Object["spec"], crd["spec"]) {
+			t.Errorf("rendered CRD %s has another spec than config/crd/bases", name)
+		}
+	}
+}
+
+// TestCRDValues: crds.keep (the default) marks the CRDs to survive helm
+// uninstall, which would otherwise delete every ConnectApp and tenant with
+// them; crds.enabled=false leaves them to the user.
+func TestCRDValues(t *testing.T) {
+	for _, tt := range []struct {
+		set      []string
+		n        int
+		wantKeep bool
+	}{
+		{nil, 2, true},
+		{[]string{"crds.keep=false"}, 2, false},
+		{[]string{"crds.enabled=false"}, 0, false},
+	} {
+		crds := byKind(render(t, "", tt.set...), "CustomResourceDefinition")
+		if len(crds) != tt.n {
+			t.Errorf("--set %v: %d CRDs rendered, want %d", tt.set, len(crds), tt.n)
+		}
+		for _, crd := range crds {
+			if keep := crd.GetAnnotations()["helm.sh/resource-policy"] == "keep"; keep != tt.wantKeep {
+				t.Errorf("--set %v: %s keep = %v, want %v", tt.set, crd.GetName(), keep, tt.wantKeep)
+			}
 		}
 	}
 }
