@@ -21,25 +21,49 @@ import (
 // checker sends check requests to a real authz server on 127.0.0.1.
 type checker struct {
 	t    *testing.T
-	url  string // …/authz/<namespace>/<app>
 	base string
+	app  string // <namespace>/<app>
 }
 
 func newChecker(t *testing.T, app *connectv1.ConnectApp) *checker {
-	srv := httptest.NewServer(&authz.Handler{Index: index, Log: logr.Discard()})
+	return newCheckerWith(t, app, &authz.Handler{Index: index, Log: logr.Discard()})
+}
+
+func newCheckerWith(t *testing.T, app *connectv1.ConnectApp, h *authz.Handler) *checker {
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &checker{t: t, base: srv.URL, url: srv.URL + authz.Prefix + app.Namespace + "/" + app.Name}
+	return &checker{t: t, base: srv.URL, app: app.Namespace + "/" + app.Name}
+}
+
+// url is the app's check URL for a protocol.
+func (c *checker) url(protocol authz.Protocol) string {
+	return c.base + authz.Prefix + string(protocol) + "/" + c.app
 }
 
 // nginx asks as ingress-nginx does: GET to the auth URL, the original
-// request in X-Original-URI and X-Original-Method, the client's headers
+// request in X-Original-URL and X-Original-Method, the client's headers
 // passed along.
 func (c *checker) nginx(method, uri, authorization string) *http.Response {
 	c.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, c.url, nil)
-	req.Header.Set("X-Original-URI", uri)
+	req, _ := http.NewRequest(http.MethodGet, c.url(authz.ProtocolNginx), nil)
+	req.Header.Set("X-Original-URL", "https://connect.example.com"+uri)
 	req.Header.Set("X-Original-Method", method)
 	req.Header.Set("X-Sent-From", "nginx-ingress-controller")
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	return c.do(req)
+}
+
+// traefik asks as Traefik's forwardAuth does: GET to the address, the
+// original request in X-Forwarded-Uri and X-Forwarded-Method.
+func (c *checker) traefik(method, uri, authorization string) *http.Response {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, c.url(authz.ProtocolTraefik), nil)
+	req.Header.Set("X-Forwarded-Uri", uri)
+	req.Header.Set("X-Forwarded-Method", method)
+	req.Header.Set("X-Forwarded-Host", "connect.example.com")
+	req.Header.Set("X-Forwarded-Proto", "https")
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}
@@ -50,7 +74,7 @@ func (c *checker) nginx(method, uri, authorization string) *http.Response {
 // to the app's check URL: the original method, path and query.
 func (c *checker) envoy(method, uri, authorization string) *http.Response {
 	c.t.Helper()
-	req, _ := http.NewRequest(method, c.url+uri, nil)
+	req, _ := http.NewRequest(method, c.url(authz.ProtocolEnvoy)+uri, nil)
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}
@@ -115,6 +139,15 @@ func TestDecisions(t *testing.T) {
 		// Accepted.
 		{"nginx: Authorization header", func() *http.Response { return c.nginx("GET", panel, good) }, 200, ""},
 		{"envoy: Authorization header", func() *http.Response { return c.envoy("GET", panel, good) }, 200, ""},
+		{"traefik: Authorization header", func() *http.Response { return c.traefik("GET", panel, good) }, 200, ""},
+		{"nginx: X-Original-URI agreeing with X-Original-URL", func() *http.Response {
+			req, _ := http.NewRequest(http.MethodGet, c.url(authz.ProtocolNginx), nil)
+			req.Header.Set("X-Original-URL", "https://connect.example.com"+panel)
+			req.Header.Set("X-Original-URI", panel)
+			req.Header.Set("X-Original-Method", "GET")
+			req.Header.Set("Authorization", good)
+			return c.do(req)
+		}, 200, ""},
 		{"token in the jwt query parameter", func() *http.Response {
 			return c.nginx("GET", panel+"&jwt="+productToken(v.SharedSecret, v.ClientKey, "GET", "/issue-insights/panel", query, nil), "")
 		}, 200, ""},
@@ -142,10 +175,10 @@ func TestDecisions(t *testing.T) {
 		}, 401, "UnexpectedAlgorithm"},
 		{"unknown iss", func() *http.Response {
 			return c.nginx("GET", panel, signed(atlassiantest.NewTenant("stranger"), "GET", "/issue-insights/panel", query, nil))
-		}, 401, "UnknownTenant"},
+		}, 401, "Unauthenticated"},
 		{"wrong secret", func() *http.Response {
 			return c.nginx("GET", panel, signed(v.WithNewSecret(), "GET", "/issue-insights/panel", query, nil))
-		}, 401, "BadSignature"},
+		}, 401, "Unauthenticated"},
 		{"expired", func() *http.Response {
 			return c.nginx("GET", panel, signed(v, "GET", "/issue-insights/panel", query, func(m jwt.MapClaims) {
 				m["exp"] = time.Now().Add(-2 * time.Minute).Unix()
@@ -180,26 +213,50 @@ func TestDecisions(t *testing.T) {
 
 		// Refused: the check request.
 		{"unknown app", func() *http.Response {
-			req, _ := http.NewRequest("GET", c.base+authz.Prefix+f.app.Namespace+"/no-such-app"+panel, nil)
+			req, _ := http.NewRequest("GET", c.base+authz.Prefix+"envoy/"+f.app.Namespace+"/no-such-app"+panel, nil)
 			req.Header.Set("Authorization", good)
 			return c.do(req)
 		}, 401, "UnknownApp"},
 		{"no app in the URL", func() *http.Response {
-			req, _ := http.NewRequest("GET", c.base+authz.Prefix, nil)
+			req, _ := http.NewRequest("GET", c.base+authz.Prefix+"nginx/", nil)
 			return c.do(req)
 		}, 401, "UnknownApp"},
-		{"forwarded-header mode without the original URI", func() *http.Response {
-			req, _ := http.NewRequest("GET", c.url, nil)
+		{"the retired route without a protocol", func() *http.Response {
+			req, _ := http.NewRequest("GET", c.base+authz.Prefix+c.app, nil)
+			req.Header.Set("X-Original-URI", panel)
+			req.Header.Set("X-Original-Method", "GET")
+			req.Header.Set("Authorization", good)
+			return c.do(req)
+		}, 401, "ProxyProtocolRequired"},
+		{"an unknown protocol", func() *http.Response {
+			req, _ := http.NewRequest("GET", c.base+authz.Prefix+"haproxy/"+c.app, nil)
+			req.Header.Set("Authorization", good)
+			return c.do(req)
+		}, 401, "ProxyProtocolRequired"},
+		{"nginx without the original URL", func() *http.Response {
+			req, _ := http.NewRequest("GET", c.url(authz.ProtocolNginx), nil)
+			req.Header.Set("X-Original-URI", panel)
+			req.Header.Set("X-Original-Method", "GET")
 			req.Header.Set("Authorization", good)
 			return c.do(req)
 		}, 401, "OriginalRequestUnknown"},
-		{"envoy mode ignores a smuggled X-Original-URI", func() *http.Response {
-			req, _ := http.NewRequest("GET", c.url+"/issue-insights/admin", nil)
+		{"traefik without the original URI", func() *http.Response {
+			req, _ := http.NewRequest("GET", c.url(authz.ProtocolTraefik), nil)
 			req.Header.Set("Authorization", good)
-			req.Header.Set("X-Original-URI", panel)
-			req.Header.Set("X-Original-Method", "GET")
 			return c.do(req)
-		}, 401, "QSHMismatch"},
+		}, 401, "OriginalRequestUnknown"},
+		{"traefik with a path after the app", func() *http.Response {
+			req, _ := http.NewRequest("GET", c.url(authz.ProtocolTraefik)+panel, nil)
+			req.Header.Set("X-Forwarded-Uri", panel)
+			req.Header.Set("X-Forwarded-Method", "GET")
+			req.Header.Set("Authorization", good)
+			return c.do(req)
+		}, 401, "OriginalRequestUnknown"},
+		{"envoy without the original path", func() *http.Response {
+			req, _ := http.NewRequest("GET", c.url(authz.ProtocolEnvoy), nil)
+			req.Header.Set("Authorization", good)
+			return c.do(req)
+		}, 401, "OriginalRequestUnknown"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -283,7 +340,7 @@ func TestRotationIsFollowed(t *testing.T) {
 	start := time.Now()
 	for {
 		resp := c.nginx("GET", "/issue-insights/panel", sign(old))
-		if resp.StatusCode == 401 && resp.Header.Get("X-Connect-Auth-Reason") == "BadSignature" {
+		if resp.StatusCode == 401 && resp.Header.Get("X-Connect-Auth-Reason") == "Unauthenticated" {
 			break
 		}
 		if time.Since(start) > 10*time.Second {

@@ -28,7 +28,7 @@ func BenchmarkDecision(b *testing.B) {
 	// must outlive the benchmark.
 	token := "JWT " + productToken(tn.SharedSecret, tn.ClientKey, "GET", "/issue-insights/panel", nil, nil)
 	handler := &authz.Handler{Index: index, Log: logr.Discard(), Metrics: authz.NewMetrics(nil)}
-	checkURL := authz.Prefix + f.app.Namespace + "/" + f.app.Name
+	checkURL := authz.Prefix + "nginx/" + f.app.Namespace + "/" + f.app.Name
 
 	report := func(b *testing.B, apiBefore int64, start time.Time) {
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "decisions/s")
@@ -41,7 +41,7 @@ func BenchmarkDecision(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				req := httptest.NewRequest(http.MethodGet, checkURL, nil)
-				req.Header.Set("X-Original-URI", "/issue-insights/panel")
+				req.Header.Set("X-Original-URL", "https://connect.example.com/issue-insights/panel")
 				req.Header.Set("X-Original-Method", "GET")
 				req.Header.Set("Authorization", token)
 				rec := httptest.NewRecorder()

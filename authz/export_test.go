@@ -1,6 +1,9 @@
 package authz
 
-import "k8s.io/apimachinery/pkg/types"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
+)
 
 // Indexed reports whether the index holds the tenant at resourceVersion
 // and its shared secret, for tests that must wait for the informers.
@@ -15,4 +18,16 @@ func (x *Index) Indexed(key types.NamespacedName, resourceVersion string) bool {
 func (x *Index) HasApp(key types.NamespacedName) bool {
 	_, err := x.app(key)
 	return err == nil
+}
+
+// HasNoSecret reports whether the index holds no shared secret for key.
+func (x *Index) HasNoSecret(key types.NamespacedName) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.secrets[key]) == 0
+}
+
+// Decisions is the decision counter for one label set.
+func (m *Metrics) Decisions(app, result, reason string) prometheus.Counter {
+	return m.decisions.WithLabelValues(app, result, reason)
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/forgejwt"
@@ -81,20 +80,7 @@ func (h *Handler) serveForge(w http.ResponseWriter, r *http.Request) bool {
 	start := time.Now()
 	label, claims, tenant, err := h.decideForge(r, token)
 	if err != nil {
-		reason := forgeReason(err)
-		status := http.StatusUnauthorized
-		if errors.Is(err, forgejwt.ErrKeysUnavailable) {
-			status = http.StatusServiceUnavailable
-		}
-		w.Header().Set(connect.HeaderAuthReason, string(reason))
-		w.WriteHeader(status)
-		h.Metrics.observe(label, status, reason, time.Since(start))
-		log := h.Log.WithValues("app", label, "reason", reason, "mode", "forge")
-		if status >= 500 {
-			log.Error(err, "authz decision failed")
-		} else {
-			log.V(1).Info("request refused", "message", err.Error())
-		}
+		h.refuse(w, label, forgeReason(err), err, start, "forge")
 		return true
 	}
 	hdr := w.Header()
@@ -173,16 +159,11 @@ func (h *Handler) decideForge(r *http.Request, token string) (string, *forgejwt.
 	return label, claims, tenant, nil
 }
 
-// appFromPath reads /authz/<namespace>/<connectapp>[/…]: the FIT is bound
-// to no request, so the original URI is not needed.
+// appFromPath reads the app from the check URL (parseRoute): the FIT is
+// bound to no request, so the original URI is not needed.
 func appFromPath(r *http.Request) (types.NamespacedName, error) {
-	rest, _ := strings.CutPrefix(r.URL.EscapedPath(), Prefix)
-	namespace, rest, _ := strings.Cut(rest, "/")
-	name, _, _ := strings.Cut(rest, "/")
-	if len(validation.IsDNS1123Label(namespace)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
-		return types.NamespacedName{}, &connect.AuthError{Reason: ReasonUnknownApp, Err: errors.New("the check URL must be " + Prefix + "<namespace>/<connectapp>")}
-	}
-	return types.NamespacedName{Namespace: namespace, Name: name}, nil
+	rt, err := parseRoute(r)
+	return rt.app, err
 }
 
 func forgeReason(err error) connect.Reason {

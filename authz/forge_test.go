@@ -43,7 +43,7 @@ func newForgeFixture(t *testing.T, mutate func(*connectv1.ForgeApp)) *forgeFixtu
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &forgeFixture{fixture: f, appID: appID, jwks: jwks, keys: keys,
-		url: srv.URL + authz.Prefix + f.app.Namespace + "/" + f.app.Name}
+		url: srv.URL + authz.Prefix + "nginx/" + f.app.Namespace + "/" + f.app.Name}
 }
 
 // check asks as ingress-nginx does, with Forge's Authorization header,
@@ -51,7 +51,7 @@ func newForgeFixture(t *testing.T, mutate func(*connectv1.ForgeApp)) *forgeFixtu
 func (f *forgeFixture) check(token string) (int, http.Header) {
 	f.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, f.url, nil)
-	req.Header.Set("X-Original-URI", "/issue-insights/forge/api/issues?x=1")
+	req.Header.Set("X-Original-URL", "https://connect.example.com/issue-insights/forge/api/issues?x=1")
 	req.Header.Set("X-Original-Method", "POST")
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("x-forge-oauth-system", "opaque")
@@ -174,7 +174,7 @@ func TestForgeRefusals(t *testing.T) {
 		{"replayed FIT", replayed, "TokenReplayed", 401},
 		{"another app's FIT", f.jwks.Sign(other), "WrongAudience", 401},
 		{"development FIT", f.jwks.Sign(dev), "WrongEnvironment", 401},
-		{"forged signature", atlassiantest.SignFIT(f.fit(inst, cloud).Claims(), "forge-key-1", atlassiantest.NewRSAKey()), "BadSignature", 401},
+		{"forged signature", atlassiantest.SignFIT(f.fit(inst, cloud).Claims(), "forge-key-1", atlassiantest.NewRSAKey()), "Unauthenticated", 401},
 	} {
 		status, hdr := f.check(tt.token)
 		if status != tt.status || hdr.Get("X-Connect-Auth-Reason") != tt.reason {
@@ -230,8 +230,8 @@ func TestForgeBearerForConnectOnlyApp(t *testing.T) {
 	h := &authz.Handler{Index: index, Log: logr.Discard(), Forge: authz.NewForge(f.keys, nil, nil)}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	req, _ := http.NewRequest(http.MethodGet, srv.URL+authz.Prefix+plain.app.Namespace+"/"+plain.app.Name, nil)
-	req.Header.Set("X-Original-URI", "/issue-insights/x")
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+authz.Prefix+"nginx/"+plain.app.Namespace+"/"+plain.app.Name, nil)
+	req.Header.Set("X-Original-URL", "https://connect.example.com/issue-insights/x")
 	req.Header.Set("X-Original-Method", "GET")
 	req.Header.Set("Authorization", "Bearer "+f.jwks.Sign(f.fit(atlassiantest.NewInstallationID(), atlassiantest.NewUUID())))
 	resp, err := http.DefaultClient.Do(req)

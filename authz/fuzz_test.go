@@ -37,17 +37,24 @@ func FuzzCheck(f *testing.F) {
 
 	genuine := signed(secret, jwt.MapClaims{"iss": clientKey, "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
 		"qsh": connectjwt.QueryStringHash("GET", "/issue-insights/panel", "/issue-insights", url.Values{"a": {"1"}})})
-	f.Add("GET", "apps/issue-insights", "/issue-insights/panel?a=1", "JWT "+genuine)
-	f.Add("GET", "apps/issue-insights/issue-insights/panel?a=1", "", "JWT "+genuine)
-	f.Add("POST", "apps/issue-insights/x", "/y", "JWT a.b.c")
+	f.Add("GET", "nginx/apps/issue-insights", "/issue-insights/panel?a=1", "JWT "+genuine)
+	f.Add("GET", "envoy/apps/issue-insights/issue-insights/panel?a=1", "", "JWT "+genuine)
+	f.Add("POST", "traefik/apps/issue-insights/x", "/y", "JWT a.b.c")
 	f.Add("GET", "../../etc", "%zz", "jwt x")
 	f.Fuzz(func(t *testing.T, method, rest, originalURI, authorization string) {
 		req, err := http.NewRequest(method, "http://authz"+Prefix+rest, nil)
 		if err != nil {
 			return
 		}
-		req.Header.Set("X-Original-URI", originalURI)
-		req.Header.Set("X-Original-Method", method)
+		// The headers of the protocol the URL names.
+		switch {
+		case strings.HasPrefix(rest, "nginx/"):
+			req.Header.Set("X-Original-URL", "https://connect.example.com"+originalURI)
+			req.Header.Set("X-Original-Method", method)
+		case strings.HasPrefix(rest, "traefik/"):
+			req.Header.Set("X-Forwarded-Uri", originalURI)
+			req.Header.Set("X-Forwarded-Method", method)
+		}
 		req.Header.Set("Authorization", authorization)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)

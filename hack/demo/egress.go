@@ -93,7 +93,7 @@ func (d *demo) egressCalls(ctx context.Context, acme atlassiantest.Tenant, workd
 	fmt.Printf("   its projected token (audience tenantry-egress) is %s\n", tokenFile)
 
 	egress := &hello.Egress{URL: d.egress, Namespace: "default", App: d.appName, TokenFile: tokenFile}
-	ingress := httptest.NewServer(authIngress(d.receiver+"/authz/default/"+d.appName, hello.HandlerWithEgress(egress)))
+	ingress := httptest.NewServer(authIngress(d.receiver+"/authz/nginx/default/"+d.appName, hello.HandlerWithEgress(egress)))
 	defer ingress.Close()
 	path := "/issue-insights/hello"
 	token := atlassiantest.SignHS256([]byte(acme.SharedSecret), jwt.MapClaims{

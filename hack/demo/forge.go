@@ -109,8 +109,8 @@ func (d *demo) forgeEvent(ctx context.Context, sender *atlassiantest.ForgeEventS
 // forgeCheck asks /authz as ingress-nginx does for a Forge Remote request.
 func (d *demo) forgeCheck(fit string) {
 	d.sensitive = append(d.sensitive, fit)
-	req, _ := http.NewRequest(http.MethodGet, d.receiver+"/authz/default/"+d.appName, nil)
-	req.Header.Set("X-Original-URI", "/issue-insights/api/issues")
+	req, _ := http.NewRequest(http.MethodGet, d.receiver+"/authz/nginx/default/"+d.appName, nil)
+	req.Header.Set("X-Original-URL", "https://connect.example.com/issue-insights/api/issues")
 	req.Header.Set("X-Original-Method", "POST")
 	req.Header.Set("Authorization", "Bearer "+fit)
 	req.Header.Set("x-forge-oauth-system", atlassiantest.ForgeSystemToken)
@@ -120,7 +120,7 @@ func (d *demo) forgeCheck(fit string) {
 		return
 	}
 	resp.Body.Close()
-	fmt.Printf("   GET /authz/default/%s -> %d\n", d.appName, resp.StatusCode)
+	fmt.Printf("   GET /authz/nginx/default/%s -> %d\n", d.appName, resp.StatusCode)
 	for _, h := range []string{"X-Connect-Auth-Reason", "X-Connect-Tenant", "X-Forge-Installation-Id", "X-Forge-Cloud-Id", "X-Forge-Site-Url",
 		"X-Forge-Api-Base-Url", "X-Forge-Environment", "X-Forge-Principal", "X-Forge-Module-Key"} {
 		if v := resp.Header.Get(h); v != "" {

@@ -19,14 +19,14 @@ import (
 
 // authIngress stands in for ingress-nginx with
 // nginx.ingress.kubernetes.io/auth-url set to authzURL: before proxying a
-// request to upstream it asks authzURL (GET, with X-Original-URI,
+// request to upstream it asks authzURL (GET, with X-Original-URL,
 // X-Original-Method and the client's Authorization), then either passes
 // the request on with the auth answer's X-Connect-* headers (dropping any
 // the client sent) or answers the client with the refusal.
 func authIngress(authzURL string, upstream http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		check, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, authzURL, nil)
-		check.Header.Set("X-Original-URI", r.URL.RequestURI())
+		check.Header.Set("X-Original-URL", "http://"+r.Host+r.URL.RequestURI())
 		check.Header.Set("X-Original-Method", r.Method)
 		check.Header.Set("Authorization", r.Header.Get("Authorization"))
 		resp, err := http.DefaultClient.Do(check)
@@ -59,9 +59,9 @@ func authIngress(authzURL string, upstream http.Handler) http.Handler {
 // through an ingress that asks tenantry's /authz. A request signed with
 // the pre-rotation secret and a forged one are refused.
 func (d *demo) productRequests(current, previous atlassiantest.Tenant) {
-	ingress := httptest.NewServer(authIngress(d.receiver+"/authz/default/"+d.appName, hello.Handler()))
+	ingress := httptest.NewServer(authIngress(d.receiver+"/authz/nginx/default/"+d.appName, hello.Handler()))
 	defer ingress.Close()
-	fmt.Printf("   sample app (examples/hello-connect) behind an ingress at %s asking %s/authz/default/%s\n", ingress.URL, d.receiver, d.appName)
+	fmt.Printf("   sample app (examples/hello-connect) behind an ingress at %s asking %s/authz/nginx/default/%s\n", ingress.URL, d.receiver, d.appName)
 
 	query := url.Values{"lic": {"active"}, "xdm_e": {current.BaseURL}}
 	path := "/issue-insights/hello"
