@@ -1,0 +1,235 @@
+package authz_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/authz"
+	"github.com/tenantry/tenantry/internal/atlassiantest"
+)
+
+// upstreamApp stands for the app behind the proxy: it records what reached
+// it, with the X-Connect-* headers the proxy set.
+type upstreamApp struct {
+	mu   sync.Mutex
+	seen []*http.Request
+}
+
+func (u *upstreamApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u.mu.Lock()
+	u.seen = append(u.seen, r.Clone(r.Context()))
+	u.mu.Unlock()
+	_, _ = io.WriteString(w, "app")
+}
+
+func (u *upstreamApp) take() []*http.Request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	seen := u.seen
+	u.seen = nil
+	return seen
+}
+
+// documentedConfig reads a config under docs/ingress, checks the README
+// shows it verbatim in a fenced block of lang, and returns it with the
+// documented addresses replaced (each must occur).
+func documentedConfig(t *testing.T, name, lang string, replace map[string]string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "docs", "ingress", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "```"+lang+"\n"+string(b)+"```\n") {
+		t.Fatalf("README.md does not show docs/ingress/%s verbatim in a ```%s block", name, lang)
+	}
+	conf := string(b)
+	for from, to := range replace {
+		if !strings.Contains(conf, from) {
+			t.Fatalf("docs/ingress/%s has no %q to replace", name, from)
+		}
+		conf = strings.ReplaceAll(conf, from, to)
+	}
+	return conf
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitListening(t *testing.T, addr string, logFile string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+	}
+	log, _ := os.ReadFile(logFile)
+	t.Fatalf("the proxy did not listen on %s within 20s:\n%s", addr, log)
+}
+
+// startNginx runs Debian's nginx (hack/ingress-proxies.sh installs it) with
+// docs/ingress/nginx.conf as its server block, in front of app, asking
+// authzURL's server.
+func startNginx(t *testing.T, authzAddr, appAddr string, app *connectv1.ConnectApp) string {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/nginx"} {
+			if _, err := os.Stat(p); err == nil {
+				bin = p
+			}
+		}
+	}
+	if bin == "" {
+		t.Skip("nginx is not installed; hack/ingress-proxies.sh installs it (.ci/run runs it)")
+	}
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	server := documentedConfig(t, "nginx.conf", "nginx", map[string]string{
+		"tenantry-receiver.tenantry.svc.cluster.local:8080": authzAddr,
+		"issue-insights.apps.svc.cluster.local:8080":        appAddr,
+		"listen 80;":                       "listen " + addr + ";",
+		"/authz/nginx/apps/issue-insights": "/authz/nginx/" + app.Namespace + "/" + app.Name,
+	})
+	if err := os.WriteFile(filepath.Join(dir, "server.conf"), []byte(server), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	main := fmt.Sprintf(`daemon off;
+master_process off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    include %[1]s/server.conf;
+}
+`, dir)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
+	out, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitListening(t, addr, filepath.Join(dir, "stderr"))
+	return "http://" + addr
+}
+
+// TestSmuggledOriginalURIThroughRealNginx replays issue 11's attack through
+// Debian's nginx running the README's config: a token for GET
+// /issue-insights/panel on POST /issue-insights/admin/delete, with a
+// client-sent X-Original-URI (and, separately, Traefik's X-Forwarded-Uri)
+// naming the panel. nginx overwrites its own family, /authz refuses the
+// other, and the app never sees the request; genuine requests pass with
+// the X-Connect-* headers /authz decided, not the client's.
+func TestSmuggledOriginalURIThroughRealNginx(t *testing.T) {
+	f := newFixture(t, nil)
+	v := atlassiantest.NewTenant("through-nginx")
+	waitCached(t, f.install(v, connectv1.PhaseVerified))
+	authzSrv := httptest.NewServer(&authz.Handler{Index: index, Log: logr.Discard()})
+	t.Cleanup(authzSrv.Close)
+	app := &upstreamApp{}
+	appSrv := httptest.NewServer(app)
+	t.Cleanup(appSrv.Close)
+	proxy := startNginx(t, strings.TrimPrefix(authzSrv.URL, "http://"), strings.TrimPrefix(appSrv.URL, "http://"), f.app)
+
+	panel := "/issue-insights/panel"
+	token := "JWT " + productToken(v.SharedSecret, v.ClientKey, "GET", panel, nil, nil)
+	send := func(method, path string, headers map[string]string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, proxy+path, nil)
+		for k, val := range headers {
+			req.Header.Set(k, val)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+
+	for _, tt := range []struct {
+		name       string
+		method     string
+		path       string
+		headers    map[string]string
+		wantStatus int
+		wantReason string
+	}{
+		{"the attack: client-sent X-Original-URI", "POST", "/issue-insights/admin/delete",
+			map[string]string{"Authorization": token, "X-Original-URI": panel, "X-Original-Method": "GET"}, 401, "QSHMismatch"},
+		{"the attack: client-sent X-Original-URL", "POST", "/issue-insights/admin/delete",
+			map[string]string{"Authorization": token, "X-Original-URL": "https://connect.example.com" + panel}, 401, "QSHMismatch"},
+		{"the attack: client-sent Traefik headers", "POST", "/issue-insights/admin/delete",
+			map[string]string{"Authorization": token, "X-Forwarded-Uri": panel, "X-Forwarded-Method": "GET"}, 401, "ForeignProxyHeaders"},
+		{"no token", "GET", panel, nil, 401, "MissingToken"},
+		{"forged token", "GET", panel,
+			map[string]string{"Authorization": "JWT " + productToken(v.WithNewSecret().SharedSecret, v.ClientKey, "GET", panel, nil, nil)}, 401, "Unauthenticated"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := send(tt.method, tt.path, tt.headers)
+			if resp.StatusCode != tt.wantStatus || resp.Header.Get("X-Connect-Auth-Reason") != tt.wantReason {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"), tt.wantStatus, tt.wantReason)
+			}
+			if seen := app.take(); len(seen) != 0 {
+				t.Errorf("a refused request reached the app: %s %s", seen[0].Method, seen[0].URL)
+			}
+		})
+	}
+
+	t.Run("genuine request, spoofed identity headers replaced", func(t *testing.T) {
+		resp := send("GET", panel, map[string]string{"Authorization": token, "X-Connect-Account-Id": "admin", "X-Connect-Client-Key": "someone-else"})
+		if resp.StatusCode != 200 {
+			t.Fatalf("got %d %q, want 200", resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"))
+		}
+		seen := app.take()
+		if len(seen) != 1 || seen[0].Method != "GET" || seen[0].URL.Path != panel {
+			t.Fatalf("the app saw %d requests, want GET %s once", len(seen), panel)
+		}
+		for name, want := range map[string]string{
+			"X-Connect-Client-Key": v.ClientKey, "X-Connect-Account-Id": "557058:f00d-account",
+			"X-Connect-App": f.app.Namespace + "/" + f.app.Name, "X-Connect-Token-Type": "server",
+		} {
+			if got := seen[0].Header.Values(name); len(got) != 1 || got[0] != want {
+				t.Errorf("the app got %s = %q, want %q", name, got, want)
+			}
+		}
+	})
+}

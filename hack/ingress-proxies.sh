@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the real ingress proxies the /authz protocol tests
+# (authz/ingress_test.go) start on loopback, idempotently, and prints their
+# paths:
+#
+#   nginx    from Debian's packages. Debian's nginx is built with
+#            --with-http_auth_request_module, the module ingress-nginx's
+#            external auth uses; the script checks `nginx -V` says so.
+#
+# Traefik is not installed yet: `go build ./cmd/traefik` of
+# github.com/traefik/traefik/v3 v3.7.13 from the module proxy fails here,
+# because its go.mod replaces github.com/traefik/traefik/dynamic/ext with a
+# directory the module zip leaves out (a nested module), and the module
+# proxy this CI uses answers 403 for some of lego's DNS-provider
+# dependencies (github.com/akamai/AkamaiOPEN-edgegrid-golang/v13 v13.4.0,
+# github.com/huaweicloud/huaweicloud-sdk-go-v3 v0.1.213).
+#
+# Usage: hack/ingress-proxies.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+log() { echo "ingress-proxies: $*" >&2; }
+
+# Debian's policy-rc.d in containers keeps the package from starting a
+# system nginx on port 80; the tests run their own on free loopback ports.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  for try in 1 2 3 4 5 6; do
+    if apt-get update -qq && apt-get install -y -qq nginx >/dev/null; then break; fi
+    log "apt busy or failing (try $try); retrying"; sleep 10
+  done
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+if ! "$nginx_bin" -V 2>&1 | grep -q -- --with-http_auth_request_module; then
+  log "$nginx_bin lacks the auth_request module"; exit 1
+fi
+echo "$nginx_bin"
