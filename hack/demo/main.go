@@ -3,8 +3,9 @@
 // tenantry binary, and a simulated Atlassian (install-key server and a
 // product site over TLS) from internal/atlassiantest. It shows a genuine
 // install verified end to end, a forged install refused, a re-install that
-// rotates the secret, a rogue tenant detected and quarantined, and an
-// uninstall; then it stops everything it started.
+// rotates the secret, a rogue tenant detected and quarantined, an
+// uninstall, the Forge chapter, and the Marketplace licence cross-check
+// against a simulated Marketplace; then it stops everything it started.
 package main
 
 import (
@@ -109,6 +110,12 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 	if err != nil {
 		return err
 	}
+	mp, mpURL, mpCA, stopMP, err := startMarketplace(workdir)
+	if err != nil {
+		return err
+	}
+	defer stopMP()
+	fmt.Printf("the Atlassian Marketplace's licence reports at %s\n", mpURL)
 	addrs := testenv.FreeAddrs(4)
 	d.receiver, d.metrics, d.egress = "http://"+addrs[0], addrs[1], "http://"+addrs[3]
 	args := []string{
@@ -123,6 +130,7 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 		"--egress-bind-address", addrs[3], "--egress-authorization-server", demoAuthServer,
 		"--zap-log-level", logLevel,
 		"--forge-jwks-url", forgeSrv.URL,
+		"--marketplace-url", mpURL, "--marketplace-ca-file", mpCA,
 	}
 	say("Starting tenantry (log: %s)", files.log)
 	fmt.Printf("$ %s %s\n", binary, strings.Join(args, " "))
@@ -150,13 +158,17 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 	if err := d.forgeChapter(ctx, forgeJWKS); err != nil {
 		return err
 	}
+	if err := d.marketplaceChapter(ctx, mp); err != nil {
+		return err
+	}
 
 	say("Where things stand")
 	d.kubectl("get", "capp,ctenant", "-o", "wide")
 	say("A few metrics (http://%s/metrics)", d.metrics)
 	printMetrics("http://"+d.metrics+"/metrics", "tenantry_receiver_requests_total", "tenantry_tenants{", "tenantry_tenant_verifications_total",
 		"tenantry_forge_events_total", "tenantry_forge_installations_total",
-		"tenantry_egress_requests_total", "tenantry_egress_user_tokens_total")
+		"tenantry_egress_requests_total", "tenantry_egress_user_tokens_total",
+		"tenantry_marketplace_tenants", "tenantry_marketplace_checks_total")
 
 	if dump != "" {
 		if err := d.dump(dump, files.log); err != nil {
@@ -318,19 +330,28 @@ func (d *demo) waitFor(ctx context.Context, t atlassiantest.Tenant, what string,
 
 // waitForKey polls the tenant named key until ok.
 func (d *demo) waitForKey(ctx context.Context, key types.NamespacedName, what string, ok func(*connectv1.ConnectTenant) bool) error {
-	deadline := time.Now().Add(3 * time.Minute)
 	last := ""
-	for time.Now().Before(deadline) {
+	return poll(ctx, what, func() bool {
 		tenant := &connectv1.ConnectTenant{}
-		if err := d.env.Client.Get(ctx, key, tenant); err == nil {
-			if phase := string(tenant.Status.Phase); phase != last {
-				fmt.Printf("   %s: phase %s\n", key.Name, phase)
-				last = phase
-			}
-			if ok(tenant) {
-				fmt.Printf("   ✓ %s\n", what)
-				return nil
-			}
+		if err := d.env.Client.Get(ctx, key, tenant); err != nil {
+			return false
+		}
+		if phase := string(tenant.Status.Phase); phase != last {
+			fmt.Printf("   %s: phase %s\n", key.Name, phase)
+			last = phase
+		}
+		return ok(tenant)
+	})
+}
+
+// poll calls ok every half second until it holds (printing what), for
+// up to 3 minutes.
+func poll(ctx context.Context, what string, ok func() bool) error {
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		if ok() {
+			fmt.Printf("   ✓ %s\n", what)
+			return nil
 		}
 		select {
 		case <-ctx.Done():
