@@ -215,6 +215,7 @@ type TenantPolicy struct {
 	// revives the tenant; Atlassian advises keeping uninstalled tenants
 	// rather than deleting them at once.
 	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('87600h')",message="uninstalledRetention must be at most 87600h (10 years)"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
@@ -266,6 +267,7 @@ type VerificationPolicy struct {
 	// thousands of tenants are not called in one burst.
 	// +kubebuilder:default="24h"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="verification.interval must be at least 1m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="verification.interval must be at most 8760h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
@@ -286,6 +288,7 @@ type VerificationPolicy struct {
 	// verification: a product may not answer for a freshly installed app at
 	// once.
 	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="verification.initialDelay must be at most 24h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
@@ -300,6 +303,7 @@ type RoguePolicy struct {
 	// judged rogue. Inconclusive failures (timeouts, DNS errors, 429, 5xx)
 	// never count.
 	// +kubebuilder:default="72h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="rogue.gracePeriod must be at most 8760h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`

@@ -63,6 +63,7 @@ type MarketplaceCheck struct {
 	// False. It covers the hours the Marketplace takes to list a fresh
 	// purchase and a customer's renewal after an expiry.
 	// +kubebuilder:default="168h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="marketplace.gracePeriod must be at most 8760h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
