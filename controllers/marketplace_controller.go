@@ -132,7 +132,7 @@ func (r *MarketplaceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		countLicensed(&counts, t)
 	}
 	if events.skipped > 0 {
-		r.event(app, corev1.EventTypeNormal, "LicencesChanged", "%d more tenants changed licence state in this check; see their Licensed conditions", events.skipped)
+		r.event(app, corev1.EventTypeNormal, connectv1.ReasonLicencesChanged, "%d more tenants changed licence state in this check; see their Licensed conditions", events.skipped)
 	}
 	if err := r.recordCheck(ctx, app, counts, read, checkErr, now); err != nil {
 		return ctrl.Result{}, err
@@ -258,7 +258,7 @@ func (r *MarketplaceReconciler) recordTenant(ctx context.Context, app *connectv1
 	if err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if changed && (old == nil || old.Reason != decision.reason) {
+	if changed && (old == nil || old.Reason != decision.reason.String()) {
 		kind := corev1.EventTypeNormal
 		if decision.status != metav1.ConditionTrue {
 			kind = corev1.EventTypeWarning
@@ -277,7 +277,7 @@ func (r *MarketplaceReconciler) recordTenant(ctx context.Context, app *connectv1
 // licensedDecision is what one check decides for one tenant.
 type licensedDecision struct {
 	status  metav1.ConditionStatus
-	reason  string
+	reason  connectv1.Reason
 	message string
 	license *connectv1.TenantLicense
 	// keepLicense leaves status.license as it is (an Unknown verdict).
@@ -348,7 +348,7 @@ func decideLicensed(app *connectv1.ConnectApp, t *connectv1.ConnectTenant, v *ma
 // applyLicensed sets the decision into the tenant's status.
 func applyLicensed(t *connectv1.ConnectTenant, d licensedDecision, now time.Time) {
 	meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{
-		Type: connectv1.ConditionLicensed, Status: d.status, Reason: d.reason, Message: truncateMessage(d.message),
+		Type: connectv1.ConditionLicensed, Status: d.status, Reason: d.reason.String(), Message: truncateMessage(d.message),
 		ObservedGeneration: t.Generation, LastTransitionTime: metav1.NewTime(now),
 	})
 	if !d.keepLicense {
@@ -358,7 +358,7 @@ func applyLicensed(t *connectv1.ConnectTenant, d licensedDecision, now time.Time
 		t.Status.Phase = connectv1.PhaseRogue
 		t.Status.NextVerificationAt = nil
 		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{
-			Type: connectv1.ConditionReady, Status: metav1.ConditionFalse, Reason: connectv1.ReasonUnlicensed, Message: truncateMessage(d.message),
+			Type: connectv1.ConditionReady, Status: metav1.ConditionFalse, Reason: connectv1.ReasonUnlicensed.String(), Message: truncateMessage(d.message),
 			ObservedGeneration: t.Generation, LastTransitionTime: metav1.NewTime(now),
 		})
 	}
@@ -401,13 +401,13 @@ func (r *MarketplaceReconciler) recordCheck(ctx context.Context, app *connectv1.
 		st.LastSuccessTime, st.LastErrorReason, st.LastErrorMessage, st.ConsecutiveFailures = ptrTime(now), "", "", 0
 		st.LicensesRead = int32(min(read, 1<<31-1))
 		if oldReason != "" {
-			r.event(app, corev1.EventTypeNormal, "LicenceCheckRecovered", "the Marketplace licence check succeeded again after %s", oldReason)
+			r.event(app, corev1.EventTypeNormal, connectv1.ReasonLicenceCheckRecovered, "the Marketplace licence check succeeded again after %s", oldReason)
 		}
 	} else {
 		st.ConsecutiveFailures++
-		st.LastErrorReason, st.LastErrorMessage = checkReason(checkErr), truncateMessage(checkErr.Error())
+		st.LastErrorReason, st.LastErrorMessage = checkReason(checkErr).String(), truncateMessage(checkErr.Error())
 		if st.LastErrorReason != oldReason {
-			r.event(app, corev1.EventTypeWarning, "LicenceCheckFailed", "the Marketplace licence check failed (%s): %s; tenants keep their last verdict",
+			r.event(app, corev1.EventTypeWarning, connectv1.ReasonLicenceCheckFailed, "the Marketplace licence check failed (%s): %s; tenants keep their last verdict",
 				st.LastErrorReason, st.LastErrorMessage)
 		}
 		logf.FromContext(ctx).Info("Marketplace licence check failed", "app", key, "reason", st.LastErrorReason, "error", st.LastErrorMessage)
@@ -420,7 +420,7 @@ func (r *MarketplaceReconciler) recordCheck(ctx context.Context, app *connectv1.
 }
 
 // checkReason is the api/v1 reason of a failed check.
-func checkReason(err error) string {
+func checkReason(err error) connectv1.Reason {
 	var e *marketplace.Error
 	switch {
 	case errors.As(err, &e):
@@ -438,7 +438,7 @@ func countLicensed(c *connectv1.LicenseCounts, t *connectv1.ConnectTenant) {
 		c.Unknown++
 		return
 	}
-	switch cond.Reason {
+	switch connectv1.Reason(cond.Reason) {
 	case connectv1.ReasonLicenseActive:
 		c.Active++
 	case connectv1.ReasonLicenseEvaluation:
@@ -471,15 +471,15 @@ func (r *MarketplaceReconciler) eventsPerCheck() int {
 	return r.EventsPerCheck
 }
 
-func (r *MarketplaceReconciler) event(app *connectv1.ConnectApp, kind, reason, note string, args ...any) {
+func (r *MarketplaceReconciler) event(app *connectv1.ConnectApp, kind string, reason connectv1.Reason, note string, args ...any) {
 	if r.Events != nil {
-		r.Events.Eventf(app, nil, kind, reason, "CheckLicences", note, args...)
+		r.Events.Eventf(app, nil, kind, reason.String(), "CheckLicences", note, args...)
 	}
 }
 
-func (r *MarketplaceReconciler) tenantEvent(t *connectv1.ConnectTenant, kind, reason, note string, args ...any) {
+func (r *MarketplaceReconciler) tenantEvent(t *connectv1.ConnectTenant, kind string, reason connectv1.Reason, note string, args ...any) {
 	if r.Events != nil {
-		r.Events.Eventf(t, nil, kind, reason, "CheckLicence", note, args...)
+		r.Events.Eventf(t, nil, kind, reason.String(), "CheckLicence", note, args...)
 	}
 }
 

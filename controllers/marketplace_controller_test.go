@@ -200,7 +200,7 @@ func TestMarketplaceLicenceStatesLandOnTheirTenants(t *testing.T) {
 	for _, tc := range []struct {
 		tenant        string
 		status        metav1.ConditionStatus
-		reason        string
+		reason        connectv1.Reason
 		licenseType   string
 		endDate       string
 		matchedBy     connectv1.LicenseMatch
@@ -218,7 +218,7 @@ func TestMarketplaceLicenceStatesLandOnTheirTenants(t *testing.T) {
 		t.Run(tc.tenant, func(t *testing.T) {
 			got := w.tenantNamed(tenants[tc.tenant])
 			cond := licensed(got)
-			if cond == nil || cond.Status != tc.status || cond.Reason != tc.reason || cond.ObservedGeneration != got.Generation {
+			if cond == nil || cond.Status != tc.status || cond.Reason != tc.reason.String() || cond.ObservedGeneration != got.Generation {
 				t.Fatalf("Licensed = %+v, want %s/%s", cond, tc.status, tc.reason)
 			}
 			l := got.Status.License
@@ -291,7 +291,7 @@ func TestMarketplaceOutageChangesNothingButTheCheckHealth(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		break_ func()
-		reason string
+		reason connectv1.Reason
 	}{
 		{"Marketplace down", func() { w.mp.FailNext(1000, http.StatusServiceUnavailable) }, connectv1.ReasonMarketplaceUnavailable},
 		{"credentials refused", func() { w.mp.FailNext(0, 0); w.setCredentials(mpEmail, "revoked") }, connectv1.ReasonMarketplaceUnauthorized},
@@ -305,7 +305,7 @@ func TestMarketplaceOutageChangesNothingButTheCheckHealth(t *testing.T) {
 			w.clock.Step(25 * time.Hour)
 			res := w.check()
 			st := w.appStatus()
-			if st.LastErrorReason != tc.reason || !st.LastSuccessTime.Equal(good.LastSuccessTime) || st.Tenants != good.Tenants {
+			if st.LastErrorReason != tc.reason.String() || !st.LastSuccessTime.Equal(good.LastSuccessTime) || st.Tenants != good.Tenants {
 				t.Errorf("status.marketplace = %+v; want reason %s, the last success and counts kept", st, tc.reason)
 			}
 			if res.RequeueAfter <= 0 || res.RequeueAfter >= 6*time.Hour {
@@ -326,7 +326,7 @@ func TestMarketplaceOutageChangesNothingButTheCheckHealth(t *testing.T) {
 	fresh := w.installSite("fresh", "cloud-c", "")
 	w.clock.Step(time.Hour)
 	w.check()
-	if c := licensed(w.tenantNamed(fresh)); c == nil || c.Status != metav1.ConditionUnknown || c.Reason != connectv1.ReasonLicenseUnknown {
+	if c := licensed(w.tenantNamed(fresh)); c == nil || c.Status != metav1.ConditionUnknown || c.Reason != connectv1.ReasonLicenseUnknown.String() {
 		t.Errorf("new tenant during an outage: Licensed %+v, want Unknown", c)
 	}
 	if !hasEvent(w.events, "Warning LicenceCheckFailed") {
@@ -381,7 +381,7 @@ func TestUnlicensedTenantActedOnOnlyAfterGrace(t *testing.T) {
 			}
 			if got != nil {
 				ready := meta.FindStatusCondition(got.Status.Conditions, connectv1.ConditionReady)
-				isRogue := got.Status.Phase == connectv1.PhaseRogue && ready != nil && ready.Reason == connectv1.ReasonUnlicensed
+				isRogue := got.Status.Phase == connectv1.PhaseRogue && ready != nil && ready.Reason == connectv1.ReasonUnlicensed.String()
 				if isRogue != tc.wantRogue {
 					t.Errorf("phase %s, Ready %+v; want rogue %v", got.Status.Phase, ready, tc.wantRogue)
 				}

@@ -57,11 +57,11 @@ func (m *MarketplaceMetrics) check(app string, st *connectv1.MarketplaceStatus, 
 	m.licenses.WithLabelValues(app).Set(float64(st.LicensesRead))
 	m.lastSuccess.WithLabelValues(app).Set(float64(st.LastSuccessTime.Unix()))
 	c := st.Tenants
-	for reason, n := range map[string]int32{
+	for reason, n := range map[connectv1.Reason]int32{
 		connectv1.ReasonLicenseActive: c.Active, connectv1.ReasonLicenseEvaluation: c.Evaluation,
 		connectv1.ReasonLicenseExpired: c.Expired, connectv1.ReasonLicenseNotFound: c.NotFound, connectv1.ReasonLicenseUnknown: c.Unknown,
 	} {
-		m.tenants.WithLabelValues(app, reason).Set(float64(n))
+		m.tenants.WithLabelValues(app, reason.String()).Set(float64(n))
 	}
 }
 

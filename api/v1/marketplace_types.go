@@ -131,33 +131,54 @@ const ConditionLicensed = "Licensed"
 const (
 	// ReasonLicenseActive: an active licence that is not an evaluation
 	// (commercial, community, academic, open source, free, ...).
-	ReasonLicenseActive = "Active"
+	ReasonLicenseActive Reason = "Active"
 	// ReasonLicenseEvaluation: an active evaluation licence.
-	ReasonLicenseEvaluation = "Evaluation"
+	ReasonLicenseEvaluation Reason = "Evaluation"
 	// ReasonLicenseExpired: the Marketplace lists the installation, but
 	// its licence is inactive or cancelled.
-	ReasonLicenseExpired = "Expired"
+	ReasonLicenseExpired Reason = "Expired"
 	// ReasonLicenseNotFound: the app's licence report has no licence for
 	// this installation.
-	ReasonLicenseNotFound = "NotFound"
+	ReasonLicenseNotFound Reason = "NotFound"
 	// ReasonLicenseUnknown: the check has not succeeded since the tenant
 	// appeared (Marketplace unreachable, credentials missing or refused).
-	ReasonLicenseUnknown = "Unknown"
+	ReasonLicenseUnknown Reason = "Unknown"
 	// ReasonUnlicensed: on Ready, a tenant judged rogue because it stayed
 	// unlicensed past the grace period (action RoguePolicy).
-	ReasonUnlicensed = "Unlicensed"
+	ReasonUnlicensed Reason = "Unlicensed"
 )
 
-// Reasons of a failed Marketplace check, in status.marketplace.lastErrorReason.
+// Reasons of a failed Marketplace check, in status.marketplace.lastErrorReason
+// and on the app's LicenceCheckFailed events' notes.
 const (
-	ReasonMarketplaceCredentialsMissing = "CredentialsMissing"
-	ReasonMarketplaceUnauthorized       = "Unauthorized"
-	ReasonMarketplaceForbidden          = "Forbidden"
-	ReasonMarketplaceVendorNotFound     = "VendorNotFound"
-	ReasonMarketplaceRateLimited        = "RateLimited"
-	ReasonMarketplaceUnavailable        = "Unavailable"
-	ReasonMarketplaceTimeout            = "Timeout"
-	ReasonMarketplaceBadResponse        = "BadResponse"
+	// ReasonMarketplaceCredentialsMissing: the credentials Secret is
+	// missing or lacks a key.
+	ReasonMarketplaceCredentialsMissing Reason = "CredentialsMissing"
+	// ReasonMarketplaceUnauthorized: the Marketplace refused the
+	// credentials (401).
+	ReasonMarketplaceUnauthorized Reason = "Unauthorized"
+	// ReasonMarketplaceForbidden: the account may not read the vendor's
+	// reports (403).
+	ReasonMarketplaceForbidden Reason = "Forbidden"
+	// ReasonMarketplaceVendorNotFound: no such vendor (404).
+	ReasonMarketplaceVendorNotFound Reason = "VendorNotFound"
+	// ReasonMarketplaceRateLimited: 429s outlasted the retries, or asked
+	// for a longer wait than the bound.
+	ReasonMarketplaceRateLimited Reason = "RateLimited"
+	// ReasonMarketplaceUnavailable: 5xx or network failures outlasted the
+	// retries.
+	ReasonMarketplaceUnavailable Reason = "Unavailable"
+	// ReasonMarketplaceTimeout: a request or the whole check ran out of
+	// time.
+	ReasonMarketplaceTimeout Reason = "Timeout"
+	// ReasonMarketplaceBadResponse: the answer is not a licence report, or
+	// its next link leaves the Marketplace.
+	ReasonMarketplaceBadResponse Reason = "BadResponse"
+	// ReasonLicenceCheckFailed, ReasonLicenceCheckRecovered and
+	// ReasonLicencesChanged are the app's event reasons.
+	ReasonLicenceCheckFailed    Reason = "LicenceCheckFailed"
+	ReasonLicenceCheckRecovered Reason = "LicenceCheckRecovered"
+	ReasonLicencesChanged       Reason = "LicencesChanged"
 )
 
 // LicenseMatch is the identifier a tenant was matched to its licence by.

@@ -120,7 +120,7 @@ type Client struct {
 // (ReasonMarketplace*). Its message never holds credentials.
 type Error struct {
 	// Reason is CamelCase: Unauthorized, RateLimited, Unavailable, ...
-	Reason string
+	Reason connectv1.Reason
 	// Status is the HTTP status that ended the check, or 0.
 	Status int
 	msg    string
@@ -130,7 +130,9 @@ func (e *Error) Error() string { return e.msg }
 
 // NewError is a failed check with reason, for callers that fail before
 // asking the Marketplace (a missing credentials Secret).
-func NewError(reason, msg string) *Error { return &Error{Reason: reason, msg: "marketplace: " + msg} }
+func NewError(reason connectv1.Reason, msg string) *Error {
+	return &Error{Reason: reason, msg: "marketplace: " + msg}
+}
 
 // Page is called with each page of licences, in order. The slice is
 // reused: copy what must outlive the call.
@@ -298,7 +300,7 @@ func (c *Client) try(ctx context.Context, creds Credentials, u *url.URL, where s
 		return nil, 0, &Error{Reason: connectv1.ReasonMarketplaceUnavailable, msg: fmt.Sprintf("marketplace: %s: %v", where, unwrapURLError(err))}
 	}
 	defer resp.Body.Close()
-	fail := func(reason string) (*pageBody, time.Duration, error) {
+	fail := func(reason connectv1.Reason) (*pageBody, time.Duration, error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return nil, retryAfter(resp.Header.Get("Retry-After"), time.Now()), &Error{Reason: reason, Status: resp.StatusCode,
 			msg: fmt.Sprintf("marketplace: %s: %s", where, resp.Status)}

@@ -55,7 +55,7 @@ func fill(mp *atlassiantest.Marketplace, n int) []string {
 	return got
 }
 
-func wantReason(state string) string {
+func wantReason(state string) connectv1.Reason {
 	switch state {
 	case atlassiantest.LicenseEvaluation:
 		return connectv1.ReasonLicenseEvaluation
@@ -148,7 +148,7 @@ func TestLicensesFailures(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		setup      func(*atlassiantest.Marketplace, *marketplace.Client) marketplace.Credentials
-		wantReason string
+		wantReason connectv1.Reason
 	}{
 		{"outage outlasts the attempts", func(mp *atlassiantest.Marketplace, _ *marketplace.Client) marketplace.Credentials {
 			mp.FailNext(10, http.StatusServiceUnavailable)

@@ -20,7 +20,7 @@ type Tenant struct {
 type Verdict struct {
 	// Reason is one of the Licensed condition's reasons: Active,
 	// Evaluation, Expired or NotFound.
-	Reason string
+	Reason connectv1.Reason
 	// License is the licence that decided, when one matched.
 	License *License
 	// MatchedBy is the identifier it matched by.
@@ -60,7 +60,7 @@ func sameEntitlement(a, b string) bool {
 }
 
 // Classify is the Licensed reason a licence alone gives.
-func Classify(l License) string {
+func Classify(l License) connectv1.Reason {
 	switch {
 	case !strings.EqualFold(l.Status, "active"):
 		return connectv1.ReasonLicenseExpired
@@ -75,7 +75,7 @@ func Classify(l License) string {
 // evaluation, which beats an expired one; among equals the later
 // maintenance end wins (dates are YYYY-MM-DD, so strings compare).
 func better(a, b License) bool {
-	rank := map[string]int{connectv1.ReasonLicenseActive: 3, connectv1.ReasonLicenseEvaluation: 2, connectv1.ReasonLicenseExpired: 1}
+	rank := map[connectv1.Reason]int{connectv1.ReasonLicenseActive: 3, connectv1.ReasonLicenseEvaluation: 2, connectv1.ReasonLicenseExpired: 1}
 	ra, rb := rank[Classify(a)], rank[Classify(b)]
 	if ra != rb {
 		return ra > rb
