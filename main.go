@@ -368,12 +368,13 @@ func setupControllers(ctx context.Context, mgr manager.Manager, opts options, ch
 		Client: mgr.GetClient(),
 		// The cache holds only Tenantry's Secrets (SecretCacheOptions);
 		// a stale read is caught by the fingerprint annotation.
-		Secrets:   mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Verifier:  tenantcheck.New(checkerOpts),
-		Events:    mgr.GetEventRecorder("tenantry-tenant-controller"),
-		Clock:     clock.RealClock{},
-		Metrics:   m,
+		Secrets:     mgr.GetClient(),
+		APIReader:   mgr.GetAPIReader(),
+		Verifier:    tenantcheck.New(checkerOpts),
+		Events:      mgr.GetEventRecorder("tenantry-tenant-controller"),
+		EventBudget: controllers.DefaultEventBudget(),
+		Clock:       clock.RealClock{},
+		Metrics:     m,
 	}
 	if err := tenants.SetupWithManager(mgr, opts.tenantConcurrency); err != nil {
 		return fmt.Errorf("set up the ConnectTenant controller: %w", err)

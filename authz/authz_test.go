@@ -321,6 +321,37 @@ func TestRefuseUnverified(t *testing.T) {
 	}
 }
 
+// TestReplayedInstallWithNewSecretRefusedUnderRefuse replays issue 11
+// item 2: an install replayed with the attacker's secret for a Verified
+// tenant. Under unverifiedTenants: Refuse the planted secret is refused at
+// once, before the controller has even looked at it (the verification
+// proved the old secret, by fingerprint, not the tenant).
+func TestReplayedInstallWithNewSecretRefusedUnderRefuse(t *testing.T) {
+	f := newFixture(t, func(app *connectv1.ConnectApp) {
+		app.Spec.RequestAuthentication.UnverifiedTenants = connectv1.UnverifiedTenantsRefuse
+	})
+	c := newChecker(t, f.app)
+	victim := atlassiantest.NewTenant("victim")
+	waitCached(t, f.install(victim, connectv1.PhaseVerified))
+	panel := func(secret string) *http.Response {
+		return c.envoy("GET", "/issue-insights/panel", "JWT "+productToken(secret, victim.ClientKey, "GET", "/issue-insights/panel", nil, nil))
+	}
+	if resp := panel(victim.SharedSecret); resp.StatusCode != 200 {
+		t.Fatalf("the verified secret: %d %s", resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"))
+	}
+	planted := victim.WithNewSecret()
+	waitCached(t, f.install(planted, "")) // the status still says Verified
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp := panel(planted.SharedSecret)
+		if resp.StatusCode == 401 && resp.Header.Get("X-Connect-Auth-Reason") == "TenantUnverified" {
+			return
+		}
+		if resp.StatusCode == 200 || time.Now().After(deadline) {
+			t.Fatalf("the planted secret: %d %s, want 401 TenantUnverified", resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"))
+		}
+	}
+}
+
 // TestRotationIsFollowed: after a re-install with a new shared secret, a
 // request signed with the old one is refused as soon as the cache has the
 // new Secret, and one signed with the new secret is accepted.

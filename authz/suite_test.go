@@ -142,6 +142,10 @@ func (f *fixture) install(tenant atlassiantest.Tenant, phase connectv1.TenantPha
 	if phase != "" {
 		before := res.Tenant.DeepCopy()
 		res.Tenant.Status.Phase = phase
+		if phase == connectv1.PhaseVerified { // as the controller records a verification
+			fp := tenantstore.Fingerprint([]byte(tenant.SharedSecret))
+			res.Tenant.Status.SecretFingerprint, res.Tenant.Status.VerifiedSecretFingerprint = fp, fp
+		}
 		if err := env.Client.Status().Patch(ctx, res.Tenant, client.MergeFrom(before)); err != nil {
 			f.t.Fatal(err)
 		}

@@ -13,10 +13,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -26,6 +28,12 @@ import (
 
 // appKeyIndex indexes ConnectApps by spec.key, to find duplicates.
 const appKeyIndex = "spec.key"
+
+// recountWait coalesces tenant events: an app is recounted (and its
+// status written) at most once per recountWait however many of its tenants
+// change, so a burst of installs costs one app status write every few
+// seconds, not one per tenant.
+const recountWait = 5 * time.Second
 
 // cascadeWait is how long to wait for deleted tenants' finalizers before
 // looking again.
@@ -122,7 +130,9 @@ func (r *AppReconciler) keyOwner(ctx context.Context, app *connectv1.ConnectApp)
 // countTenants counts the app's tenants by phase (from the cache).
 func (r *AppReconciler) countTenants(ctx context.Context, app *connectv1.ConnectApp) (connectv1.TenantCounts, map[string]int32, error) {
 	var list connectv1.ConnectTenantList
-	if err := r.Client.List(ctx, &list, client.InNamespace(app.Namespace), client.MatchingLabels{connectv1.LabelApp: app.Name}); err != nil {
+	// Read-only: the cache's objects are counted, not copied.
+	if err := r.Client.List(ctx, &list, client.InNamespace(app.Namespace), client.MatchingLabels{connectv1.LabelApp: app.Name},
+		client.UnsafeDisableDeepCopy); err != nil {
 		return connectv1.TenantCounts{}, nil, err
 	}
 	byPhase := map[string]int32{}
@@ -199,10 +209,19 @@ func lifecycleURLs(app *connectv1.ConnectApp) *connectv1.LifecycleURLs {
 }
 
 func (r *AppReconciler) setReady(app *connectv1.ConnectApp, status metav1.ConditionStatus, reason connectv1.Reason, msg string) {
-	meta.SetStatusCondition(&app.Status.Conditions, metav1.Condition{
-		Type: connectv1.ConditionReady, Status: status, Reason: reason.String(), Message: msg,
-		ObservedGeneration: app.Generation, LastTransitionTime: metav1.NewTime(r.Clock.Now()),
-	})
+	// Ready summarises; Stalled is True only for a key another app holds
+	// (a person must resolve it); nothing is ever left in progress once
+	// the app is observed, so Reconciling is False (kstatus: Current or
+	// Failed, never stuck InProgress).
+	stalled := reason == connectv1.ReasonConflict
+	for _, c := range []metav1.Condition{
+		{Type: connectv1.ConditionReady, Status: status, Reason: reason.String(), Message: msg},
+		{Type: connectv1.ConditionReconciling, Status: metav1.ConditionFalse, Reason: connectv1.ReasonSettled.String(), Message: "the app is observed"},
+		{Type: connectv1.ConditionStalled, Status: boolStatus(stalled), Reason: pick(stalled, reason, connectv1.ReasonNotStalled).String(), Message: pick(stalled, msg, "no person is needed")},
+	} {
+		c.ObservedGeneration, c.LastTransitionTime = app.Generation, metav1.NewTime(r.Clock.Now())
+		meta.SetStatusCondition(&app.Status.Conditions, c)
+	}
 }
 
 func (r *AppReconciler) event(app *connectv1.ConnectApp, cond *metav1.Condition) {
@@ -235,13 +254,7 @@ func (r *AppReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) 
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&connectv1.ConnectApp{}).
 		Named("connectapp").
-		Watches(&connectv1.ConnectTenant{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
-			name := obj.GetLabels()[connectv1.LabelApp]
-			if name == "" {
-				return nil
-			}
-			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}}
-		})).
+		Watches(&connectv1.ConnectTenant{}, recountApp()).
 		Watches(&connectv1.ConnectApp{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
 			var list connectv1.ConnectAppList
 			if err := mgr.GetClient().List(ctx, &list, client.MatchingFields{appKeyIndex: obj.(*connectv1.ConnectApp).Spec.Key}); err != nil {
@@ -254,4 +267,31 @@ func (r *AppReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) 
 			return reqs
 		})).
 		Complete(r)
+}
+
+// recountApp enqueues a tenant's app, delayed by recountWait (the
+// workqueue keeps one pending entry per app), and only when the tenant
+// appears, goes or changes phase: the counts cannot change otherwise.
+func recountApp() handler.TypedEventHandler[client.Object, reconcile.Request] {
+	enqueue := func(obj client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		if name := obj.GetLabels()[connectv1.LabelApp]; name != "" {
+			q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}, recountWait)
+		}
+	}
+	return handler.TypedFuncs[client.Object, reconcile.Request]{
+		CreateFunc: func(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(e.Object, q)
+		},
+		UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			oldT, okOld := e.ObjectOld.(*connectv1.ConnectTenant)
+			newT, okNew := e.ObjectNew.(*connectv1.ConnectTenant)
+			if okOld && okNew && oldT.GetPhase() == newT.GetPhase() {
+				return
+			}
+			enqueue(e.ObjectNew, q)
+		},
+		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(e.Object, q)
+		},
+	}
 }

@@ -34,11 +34,10 @@ func TestAppStatus(t *testing.T) {
 	})
 	good, bad := atlassiantest.NewTenant("good"), atlassiantest.NewTenant("bad")
 	goodName := w.install(good, good.SharedSecret)
+	w.install(bad, "")
 	w.reconcile(goodName)
 	w.clock.Step(31 * time.Second)
-	w.reconcile(goodName) // Verified
-	badName := w.install(bad, "")
-	w.reconcile(badName) // Pending
+	w.reconcile(goodName) // Verified; bad is never reconciled: Pending as stored
 
 	app := w.reconcileApp(w.app)
 	st := app.Status

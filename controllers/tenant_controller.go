@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -73,6 +74,8 @@ type TenantReconciler struct {
 	Metrics  *Metrics
 	// Jitter returns a random duration in [0, max); nil means math/rand.
 	Jitter func(max time.Duration) time.Duration
+	// EventBudget limits the Events written; nil means the default.
+	EventBudget *EventBudget
 }
 
 // +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connecttenants,verbs=get;list;watch;update;patch;delete
@@ -81,223 +84,140 @@ type TenantReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile reads the tenant, decides, and patches its status once.
-func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// Reconcile observes the tenant, its app, its Secret and (when one is due)
+// a verification; decides in decideTenant; persists the status in one
+// patch, deferred so that it runs on every path; and only then acts
+// (delete a Secret, label, delete the tenant). Each action follows from
+// the persisted status, so an action that fails is derived and tried
+// again on the next reconcile: no tenant is left half-judged.
+func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	tenant := &connectv1.ConnectTenant{}
 	if err := r.Client.Get(ctx, req.NamespacedName, tenant); err != nil {
 		if apierrors.IsNotFound(err) {
 			return ctrl.Result{}, r.deleteOrphanedSecret(ctx, req.NamespacedName)
 		}
-		return ctrl.Result{}, err
+		return ctrl.Result{}, fmt.Errorf("read tenant: %w", err)
 	}
+	ctx = ctrl.LoggerInto(ctx, ctrl.LoggerFrom(ctx).WithValues("app", tenant.Spec.AppRef.Name, "tenant", tenant.Name, "clientKeyHash", clientKeyHash(tenant)))
 	if !tenant.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, tenant)
 	}
-	if !controllerutil.ContainsFinalizer(tenant, connectv1.TenantFinalizer) {
-		patch := client.MergeFrom(tenant.DeepCopy())
-		controllerutil.AddFinalizer(tenant, connectv1.TenantFinalizer)
-		if err := r.Client.Patch(ctx, tenant, patch); err != nil {
-			return ctrl.Result{}, err
-		}
+	if err := r.ensureFinalizer(ctx, tenant); err != nil {
+		return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 	}
 
 	before := tenant.DeepCopy()
-	result, err := r.reconcileTenant(ctx, tenant)
-	if err != nil {
-		return result, err
-	}
-	if tenant.DeletionTimestamp.IsZero() && !equalStatus(before.Status, tenant.Status) {
-		if err := r.Client.Status().Patch(ctx, tenant, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, err
-		}
-	}
-	return result, nil
-}
+	var d tenantDecision
+	defer func() { reterr = r.persistThenAct(ctx, before, tenant, d, reterr) }()
 
-// reconcileTenant computes the tenant's new status in place and says when
-// to look again. It may delete the tenant (retention, rogue policy).
-func (r *TenantReconciler) reconcileTenant(ctx context.Context, tenant *connectv1.ConnectTenant) (ctrl.Result, error) {
-	now := r.Clock.Now()
-	st := &tenant.Status
-	st.ObservedGeneration = tenant.Generation
-	st.Host = hostOf(tenant.Spec.BaseURL)
-
-	app := &connectv1.ConnectApp{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: tenant.Namespace, Name: tenant.Spec.AppRef.Name}, app); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, err
-		}
-		// Orphaned: kept (never deleted for lack of an app), not verified,
-		// and reported. Creating the app again resumes it.
-		r.setReady(tenant, metav1.ConditionFalse, connectv1.ReasonAppMissing,
-			fmt.Sprintf("ConnectApp %q does not exist; the tenant is kept but not verified", tenant.Spec.AppRef.Name))
-		return ctrl.Result{}, nil
-	}
-	policy := effectivePolicy(app)
-
-	if tenant.Spec.State == connectv1.TenantUninstalled {
-		return r.reconcileUninstalled(ctx, tenant, policy, now)
-	}
-	if st.InstalledAt == nil || st.Phase == connectv1.PhaseUninstalled {
-		st.InstalledAt = ptrTime(now)
-		st.UninstalledAt = nil
-	}
-
-	if tenant.Spec.SharedSecretRef.Name == "" {
-		return r.reconcileForgeOnly(tenant, now), nil
-	}
-	secret, err := r.sharedSecret(ctx, tenant)
+	facts, err := r.observe(ctx, tenant)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if d = decideTenant(tenant, facts); d.verify {
+		res := r.verify(ctx, tenant, facts)
+		facts.verification = &res
+		d = decideTenant(tenant, facts)
+	}
+	tenant.Status = d.status
+	return ctrl.Result{RequeueAfter: d.requeue}, nil
+}
+
+// observe reads what decideTenant needs: the app's policy and the Secret.
+func (r *TenantReconciler) observe(ctx context.Context, tenant *connectv1.ConnectTenant) (tenantFacts, error) {
+	f := tenantFacts{now: r.Clock.Now()}
+	app := &connectv1.ConnectApp{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: tenant.Namespace, Name: tenant.Spec.AppRef.Name}, app); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return f, fmt.Errorf("read app: %w", err)
+		}
+		f.appMissing = true
+		return f, nil
+	}
+	f.policy, f.appKey = effectivePolicy(app), app.Spec.Key
+	f.jitter = r.jitter(time.Duration(float64(f.policy.interval) * jitterFraction))
+	if tenant.Spec.SharedSecretRef.Name == "" {
+		f.fingerprint = fingerprintOf([]byte(tenant.Spec.InstallationID))
+		return f, nil
+	}
+	secret, err := r.sharedSecret(ctx, tenant)
+	if err != nil {
+		return f, fmt.Errorf("read Secret: %w", err)
+	}
 	announced := tenant.Annotations[connectv1.AnnotationSecretFingerprint]
-	if secret == nil || (announced != "" && tenantstore.Fingerprint(secret) != announced) {
-		return r.secretNotReady(tenant, secret == nil), nil
-	}
-	r.trackRotation(tenant, tenantstore.Fingerprint(secret), now)
-	if tenant.Labels[connectv1.LabelQuarantined] != "" && st.Phase != connectv1.PhaseRogue {
-		// A re-install brought a new secret: the tenant is judged afresh.
-		if err := r.setQuarantined(ctx, tenant, false); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-
-	if st.Phase == connectv1.PhaseRogue {
-		// Judged already; only a re-install (a rotation, above) clears it.
-		return ctrl.Result{}, nil
-	}
-	if st.NextVerificationAt == nil {
-		st.NextVerificationAt = ptrTime(now.Add(policy.initialDelay))
-	}
-	if wait := st.NextVerificationAt.Sub(now); wait > 0 {
-		r.setPhase(tenant)
-		return ctrl.Result{RequeueAfter: wait}, nil
-	}
-
-	res := r.Verifier.Verify(ctx, tenantcheck.Target{
-		BaseURL: tenant.Spec.BaseURL, AppKey: app.Spec.Key, Secret: secret, Timeout: policy.timeout,
-	})
-	r.Metrics.verification(app.Namespace+"/"+app.Name, res)
-	next := r.recordVerification(tenant, res, policy, now)
-	if st.Phase != connectv1.PhaseRogue && st.FailingSince != nil && now.Sub(st.FailingSince.Time) >= policy.gracePeriod {
-		return r.judgeRogue(ctx, tenant, policy)
-	}
-	r.setPhase(tenant)
-	return ctrl.Result{RequeueAfter: next}, nil
-}
-
-// recordVerification folds one verification result into the status and
-// returns the wait until the next one.
-func (r *TenantReconciler) recordVerification(tenant *connectv1.ConnectTenant, res tenantcheck.Result, p policy, now time.Time) time.Duration {
-	st := &tenant.Status
-	var wait time.Duration
-	switch res.Outcome {
-	case tenantcheck.Verified:
-		if !meta.IsStatusConditionTrue(st.Conditions, connectv1.ConditionVerified) {
-			r.event(tenant, corev1.EventTypeNormal, connectv1.ReasonVerified, "Verify", "the product confirmed the stored shared secret")
-		}
-		st.LastVerifiedAt, st.FailingSince, st.ConsecutiveFailures = ptrTime(now), nil, 0
-		wait = p.interval - r.jitter(time.Duration(float64(p.interval)*jitterFraction))
-		r.setCondition(tenant, connectv1.ConditionVerified, metav1.ConditionTrue, connectv1.ReasonVerified, res.Message)
-	case tenantcheck.Rejected:
-		if st.FailingSince == nil {
-			st.FailingSince = ptrTime(now)
-			r.event(tenant, corev1.EventTypeWarning, connectv1.ReasonRejected, "Verify", "verification failed: %s", res.Message)
-		}
-		st.ConsecutiveFailures++
-		wait = backoff(st.ConsecutiveFailures, p.interval)
-		r.setCondition(tenant, connectv1.ConditionVerified, metav1.ConditionFalse, connectv1.ReasonRejected,
-			fmt.Sprintf("%s (%s); failing since %s, judged rogue after %s", res.Message, res.Reason,
-				st.FailingSince.UTC().Format(time.RFC3339), p.gracePeriod))
+	switch {
+	case secret == nil:
+		f.secret = secretMissing
+	case announced != "" && fingerprintOf(secret) != announced:
+		f.secret = secretNotAnnounce
 	default:
-		// Inconclusive answers never move failingSince: only the product
-		// refusing the secret counts towards rogue.
-		st.ConsecutiveFailures++
-		wait = max(backoff(st.ConsecutiveFailures, p.interval), res.RetryAfter)
-		if cond := meta.FindStatusCondition(st.Conditions, connectv1.ConditionVerified); cond == nil || cond.Status != metav1.ConditionTrue || st.FailingSince != nil {
-			r.setCondition(tenant, connectv1.ConditionVerified, metav1.ConditionFalse, connectv1.ReasonInconclusive,
-				fmt.Sprintf("%s (%s); retrying", res.Message, res.Reason))
+		f.fingerprint, f.secretValue = fingerprintOf(secret), secret
+	}
+	return f, nil
+}
+
+// verify calls the product back with the tenant's current secret.
+func (r *TenantReconciler) verify(ctx context.Context, tenant *connectv1.ConnectTenant, f tenantFacts) tenantcheck.Result {
+	res := r.Verifier.Verify(ctx, tenantcheck.Target{BaseURL: tenant.Spec.BaseURL, AppKey: f.appKey, Secret: f.secretValue, Timeout: f.policy.timeout})
+	r.Metrics.verification(tenant.Namespace+"/"+tenant.Spec.AppRef.Name, res)
+	return res
+}
+
+// persistThenAct writes the decided status (when it changed), then records
+// the transitions and carries out the actions. Nothing is acted on unless
+// the status that calls for it is stored.
+func (r *TenantReconciler) persistThenAct(ctx context.Context, before, tenant *connectv1.ConnectTenant, d tenantDecision, err error) error {
+	if !equalStatuses(before.Status, tenant.Status) {
+		// The optimistic lock keeps another writer's conditions (the
+		// licence check's Licensed) from being overwritten by a stale copy.
+		perr := r.Client.Status().Patch(ctx, tenant, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		if apierrors.IsNotFound(perr) {
+			return err
+		}
+		if perr != nil {
+			return errors.Join(err, fmt.Errorf("persist status: %w", perr))
+		}
+		if before.Status.Phase != tenant.Status.Phase {
+			ctrl.LoggerFrom(ctx).Info("tenant phase changed", "from", before.GetPhase(), "to", tenant.Status.Phase)
 		}
 	}
-	st.NextVerificationAt = ptrTime(now.Add(wait))
-	return wait
-}
-
-// trackRotation counts a replaced shared secret and verifies again at once.
-func (r *TenantReconciler) trackRotation(tenant *connectv1.ConnectTenant, fingerprint string, now time.Time) {
-	st := &tenant.Status
-	if st.SecretFingerprint == fingerprint {
-		return
+	if err != nil {
+		return err
 	}
-	if st.SecretFingerprint != "" {
-		st.SecretRotations++
-		st.SecretRotatedAt = ptrTime(now)
-		st.FailingSince, st.ConsecutiveFailures = nil, 0
-		st.NextVerificationAt = ptrTime(now)
-		if st.Phase == connectv1.PhaseRogue {
-			st.Phase = connectv1.PhasePending
+	for _, n := range d.notes {
+		r.record(ctx, tenant, n)
+	}
+	for _, a := range d.actions {
+		if aerr := r.act(ctx, tenant, a); aerr != nil {
+			return aerr
 		}
-		r.event(tenant, corev1.EventTypeNormal, connectv1.ReasonSecretRotated, "Rotate", "a re-install replaced the shared secret (rotation %d); verifying it now", st.SecretRotations)
 	}
-	st.SecretFingerprint = fingerprint
+	return nil
 }
 
-// secretNotReady reports a tenant whose Secret is missing or not yet the
-// one the receiver announced.
-func (r *TenantReconciler) secretNotReady(tenant *connectv1.ConnectTenant, missing bool) ctrl.Result {
-	if tenant.Status.Phase == connectv1.PhaseRogue {
-		return ctrl.Result{} // quarantined: the Secret was deleted on purpose
-	}
-	msg := "the tenant's Secret is not the one the receiver stored last; waiting for it"
-	if missing {
-		msg = fmt.Sprintf("Secret %q with key %q is missing; the next signed install stores it",
-			tenant.Spec.SharedSecretRef.Name, connectv1.SecretKeySharedSecret)
-	}
-	r.setCondition(tenant, connectv1.ConditionVerified, metav1.ConditionFalse, connectv1.ReasonSecretMissing, msg)
-	r.setPhase(tenant)
-	return ctrl.Result{RequeueAfter: secretWait}
-}
-
-// reconcileUninstalled keeps an uninstalled tenant until the app's
-// retention ends, then deletes it and its Secret.
-func (r *TenantReconciler) reconcileUninstalled(ctx context.Context, tenant *connectv1.ConnectTenant, p policy, now time.Time) (ctrl.Result, error) {
-	st := &tenant.Status
-	if st.UninstalledAt == nil {
-		st.UninstalledAt = ptrTime(now)
-		r.event(tenant, corev1.EventTypeNormal, connectv1.ReasonUninstalled, "Uninstall", "the product uninstalled the app; kept until %s",
-			now.Add(p.retention).UTC().Format(time.RFC3339))
-	}
-	st.NextVerificationAt = nil
-	expires := st.UninstalledAt.Add(p.retention)
-	if now.Before(expires) {
-		r.setPhase(tenant)
-		return ctrl.Result{RequeueAfter: expires.Sub(now)}, nil
-	}
-	r.event(tenant, corev1.EventTypeNormal, connectv1.ReasonCollected, "Delete", "uninstalled for %s, longer than the app's retention; deleting the tenant and its Secret", p.retention)
-	return ctrl.Result{}, r.deleteTenant(ctx, tenant)
-}
-
-// judgeRogue marks the tenant rogue and applies the app's rogue policy.
-func (r *TenantReconciler) judgeRogue(ctx context.Context, tenant *connectv1.ConnectTenant, p policy) (ctrl.Result, error) {
-	st := &tenant.Status
-	st.Phase = connectv1.PhaseRogue
-	st.NextVerificationAt = nil
-	msg := fmt.Sprintf("the product has refused the stored secret since %s, longer than the grace period %s; policy %s",
-		st.FailingSince.UTC().Format(time.RFC3339), p.gracePeriod, p.action)
-	r.setCondition(tenant, connectv1.ConditionVerified, metav1.ConditionFalse, connectv1.ReasonRogue, msg)
-	r.setReady(tenant, metav1.ConditionFalse, connectv1.ReasonRogue, msg)
-	r.event(tenant, corev1.EventTypeWarning, connectv1.ReasonRogue, "Judge", "%s", msg)
-
-	switch p.action {
-	case connectv1.RogueDelete:
-		return ctrl.Result{}, r.deleteTenant(ctx, tenant)
-	case connectv1.RogueQuarantine:
-		if err := r.deleteSecret(ctx, types.NamespacedName{Namespace: tenant.Namespace, Name: tenant.Spec.SharedSecretRef.Name}); err != nil {
-			return ctrl.Result{}, err
+// act carries out one action; each is idempotent.
+func (r *TenantReconciler) act(ctx context.Context, tenant *connectv1.ConnectTenant, a tenantAction) error {
+	secretKey := types.NamespacedName{Namespace: tenant.Namespace, Name: tenant.Spec.SharedSecretRef.Name}
+	switch a.kind {
+	case actDeleteSecret:
+		deleted, err := r.deleteSecretIf(ctx, secretKey, a.fingerprint)
+		if err != nil {
+			return fmt.Errorf("quarantine: delete Secret: %w", err)
 		}
-		return ctrl.Result{}, r.setQuarantined(ctx, tenant, true)
+		if deleted {
+			r.record(ctx, tenant, note{corev1.EventTypeWarning, connectv1.ReasonQuarantined, "Quarantine", "deleted the rogue tenant's Secret " + secretKey.Name})
+		}
+	case actLabelQuarantined, actUnlabelQuarantined:
+		if err := r.setQuarantined(ctx, tenant, a.kind == actLabelQuarantined); err != nil {
+			return fmt.Errorf("quarantine: set label: %w", err)
+		}
+	case actDeleteTenant:
+		if err := r.deleteTenant(ctx, tenant); err != nil {
+			return fmt.Errorf("delete tenant: %w", err)
+		}
+		r.record(ctx, tenant, note{corev1.EventTypeWarning, connectv1.ReasonDeleted, "Delete", "deleted the tenant and its Secret"})
 	}
-	return ctrl.Result{}, nil
+	return nil
 }
 
 // setQuarantined sets or removes the quarantine label, keeping the status
@@ -318,54 +238,6 @@ func (r *TenantReconciler) setQuarantined(ctx context.Context, tenant *connectv1
 	}
 	tenant.Status = status
 	return nil
-}
-
-// setPhase derives the phase and the Ready condition from the status.
-func (r *TenantReconciler) setPhase(tenant *connectv1.ConnectTenant) {
-	st := &tenant.Status
-	verified := meta.IsStatusConditionTrue(st.Conditions, connectv1.ConditionVerified)
-	switch {
-	case tenant.Spec.State == connectv1.TenantUninstalled:
-		st.Phase = connectv1.PhaseUninstalled
-		r.setReady(tenant, metav1.ConditionFalse, connectv1.ReasonUninstalled, "the product uninstalled the app")
-		return
-	case st.Phase == connectv1.PhaseRogue:
-		return
-	case tenant.Spec.Enabled != nil && !*tenant.Spec.Enabled:
-		st.Phase = connectv1.PhaseDisabled
-	case verified:
-		st.Phase = connectv1.PhaseVerified
-	case st.FailingSince != nil:
-		st.Phase = connectv1.PhaseUnverified
-	default:
-		st.Phase = connectv1.PhasePending
-	}
-	if verified {
-		r.setReady(tenant, metav1.ConditionTrue, connectv1.ReasonVerified, "the product confirmed the stored secret")
-		return
-	}
-	reason, msg := connectv1.ReasonPending, "not verified yet"
-	if cond := meta.FindStatusCondition(st.Conditions, connectv1.ConditionVerified); cond != nil {
-		reason, msg = connectv1.Reason(cond.Reason), cond.Message
-	}
-	r.setReady(tenant, metav1.ConditionFalse, reason, msg)
-}
-
-func (r *TenantReconciler) setReady(tenant *connectv1.ConnectTenant, status metav1.ConditionStatus, reason connectv1.Reason, msg string) {
-	r.setCondition(tenant, connectv1.ConditionReady, status, reason, msg)
-}
-
-func (r *TenantReconciler) setCondition(tenant *connectv1.ConnectTenant, kind string, status metav1.ConditionStatus, reason connectv1.Reason, msg string) {
-	meta.SetStatusCondition(&tenant.Status.Conditions, metav1.Condition{
-		Type: kind, Status: status, Reason: reason.String(), Message: truncateMessage(msg),
-		ObservedGeneration: tenant.Generation, LastTransitionTime: metav1.NewTime(r.Clock.Now()),
-	})
-}
-
-func (r *TenantReconciler) event(tenant *connectv1.ConnectTenant, kind string, reason connectv1.Reason, action, note string, args ...any) {
-	if r.Events != nil {
-		r.Events.Eventf(tenant, nil, kind, reason.String(), action, note, args...)
-	}
 }
 
 // sharedSecret reads the tenant's secret; nil when it does not exist.
@@ -399,6 +271,7 @@ func (r *TenantReconciler) deleteTenant(ctx context.Context, tenant *connectv1.C
 	if err := client.IgnoreNotFound(r.Client.Delete(ctx, tenant)); err != nil {
 		return err
 	}
+	ctrl.LoggerFrom(ctx).Info("deleted tenant")
 	tenant.DeletionTimestamp = ptrTime(r.Clock.Now())
 	return r.finalize(ctx, tenant)
 }
@@ -425,17 +298,58 @@ func (r *TenantReconciler) deleteOrphanedSecret(ctx context.Context, key types.N
 
 // deleteSecret deletes a tenant Secret, but only one Tenantry manages.
 func (r *TenantReconciler) deleteSecret(ctx context.Context, key types.NamespacedName) error {
+	_, err := r.deleteSecretIf(ctx, key, "")
+	return err
+}
+
+// deleteSecretIf deletes a Tenantry Secret, and when fingerprint is set
+// only if it still holds that secret (a re-install may have written a new
+// one since the decision). It reports whether it deleted one.
+func (r *TenantReconciler) deleteSecretIf(ctx context.Context, key types.NamespacedName, fingerprint string) (bool, error) {
 	if key.Name == "" {
-		return nil // a Forge installation has no Secret
+		return false, nil // a Forge installation has no Secret
 	}
 	secret := &corev1.Secret{}
 	if err := r.Secrets.Get(ctx, key, secret); err != nil {
-		return client.IgnoreNotFound(err)
+		return false, client.IgnoreNotFound(err)
 	}
 	if secret.Labels[connectv1.LabelManagedBy] != connectv1.ManagedByValue {
+		return false, nil
+	}
+	if fingerprint != "" && fingerprintOf(secret.Data[connectv1.SecretKeySharedSecret]) != fingerprint {
+		return false, nil
+	}
+	if err := r.Client.Delete(ctx, secret, client.Preconditions{UID: &secret.UID}); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	ctrl.LoggerFrom(ctx).Info("deleted tenant Secret", "secret", key.Name)
+	return true, nil
+}
+
+// ensureFinalizer holds the tenant until its Secret is deleted with it.
+func (r *TenantReconciler) ensureFinalizer(ctx context.Context, tenant *connectv1.ConnectTenant) error {
+	if controllerutil.ContainsFinalizer(tenant, connectv1.TenantFinalizer) {
 		return nil
 	}
-	return client.IgnoreNotFound(r.Client.Delete(ctx, secret, client.Preconditions{UID: &secret.UID}))
+	patch := client.MergeFrom(tenant.DeepCopy())
+	controllerutil.AddFinalizer(tenant, connectv1.TenantFinalizer)
+	return r.Client.Patch(ctx, tenant, patch)
+}
+
+// record logs a transition with the tenant's identifiers (from the
+// context's logger) and emits its Event through the budget, which keeps a
+// mass re-install from writing one Event per tenant.
+func (r *TenantReconciler) record(ctx context.Context, tenant *connectv1.ConnectTenant, n note) {
+	ctrl.LoggerFrom(ctx).Info(n.msg, "reason", n.reason, "action", n.action)
+	if r.Events != nil && r.EventBudget.allow(n.kind) {
+		r.Events.Eventf(tenant, nil, n.kind, n.reason.String(), n.action, "%s", n.msg)
+	}
+}
+
+// clientKeyHash identifies a tenant in logs without its clientKey.
+func clientKeyHash(t *connectv1.ConnectTenant) string {
+	sum := sha256.Sum256([]byte(t.Spec.ClientKey))
+	return hex.EncodeToString(sum[:8])
 }
 
 func (r *TenantReconciler) jitter(max time.Duration) time.Duration {
@@ -478,12 +392,6 @@ func truncateMessage(s string) string {
 	return s
 }
 
-// equalStatus reports whether two statuses are the same, ignoring
-// nothing: a patch is sent only when something changed.
-func equalStatus(a, b connectv1.ConnectTenantStatus) bool {
-	return equality.Semantic.DeepEqual(a, b)
-}
-
 // SecretCacheOptions restricts the manager's Secret cache to the Secrets
 // Tenantry manages, so the operator never caches the cluster's other
 // Secrets. Use it in the manager's cache.Options.ByObject.
@@ -523,3 +431,6 @@ func notStatusOnly() predicate.Predicate {
 			!oldObj.GetDeletionTimestamp().Equal(newObj.GetDeletionTimestamp())
 	}}
 }
+
+// equalStatuses reports whether a patch would change nothing.
+func equalStatuses(a, b connectv1.ConnectTenantStatus) bool { return equality.Semantic.DeepEqual(a, b) }

@@ -153,7 +153,7 @@ func TestInconclusiveNeverRogue(t *testing.T) {
 	}
 }
 
-func TestRotationIsCountedAndVerifiedAtOnce(t *testing.T) {
+func TestRotationIsCountedAndVerifiedAfterInitialDelay(t *testing.T) {
 	w := newWorld(t, nil)
 	acme := atlassiantest.NewTenant("acme")
 	name := w.install(acme, acme.SharedSecret)
@@ -165,13 +165,22 @@ func TestRotationIsCountedAndVerifiedAtOnce(t *testing.T) {
 	rotated := acme.WithNewSecret()
 	w.install(rotated, rotated.SharedSecret)
 	w.clock.Step(time.Minute)
-	tenant, _ := w.reconcile(name)
+	tenant, res := w.reconcile(name)
 	st := tenant.Status
 	if st.SecretRotations != 1 || st.SecretRotatedAt == nil || st.SecretFingerprint != tenantstore.Fingerprint([]byte(rotated.SharedSecret)) {
 		t.Errorf("rotation not counted: %+v", st)
 	}
-	if st.LastVerifiedAt == nil || !st.LastVerifiedAt.Time.Equal(w.clock.Now()) {
-		t.Errorf("the new secret was not verified at once: lastVerifiedAt %v, now %v", st.LastVerifiedAt, w.clock.Now())
+	// A verification proves one secret: the new one is not Verified
+	// until the product confirms it, which is checked after initialDelay.
+	if st.Phase != connectv1.PhasePending || meta.IsStatusConditionTrue(st.Conditions, connectv1.ConditionVerified) || res.RequeueAfter != 30*time.Second {
+		t.Errorf("after the rotation: phase %s, conditions %+v, requeue %s; want Pending, not Verified, 30s", st.Phase, st.Conditions, res.RequeueAfter)
+	}
+	w.clock.Step(30 * time.Second)
+	tenant, _ = w.reconcile(name)
+	st = tenant.Status
+	if st.Phase != connectv1.PhaseVerified || st.LastVerifiedAt == nil || !st.LastVerifiedAt.Time.Equal(w.clock.Now()) ||
+		st.VerifiedSecretFingerprint != st.SecretFingerprint {
+		t.Errorf("the new secret was not verified after initialDelay: %+v", st)
 	}
 }
 

@@ -32,7 +32,8 @@ func tenantObject(name, clientKey, baseURL string) *connectv1.ConnectTenant {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: name},
 		Spec: connectv1.ConnectTenantSpec{AppRef: connectv1.AppReference{Name: "issue-insights"}, ClientKey: clientKey, BaseURL: baseURL,
 			ProductType: "jira", SharedSecretRef: connectv1.SecretReference{Name: name}, State: connectv1.TenantInstalled},
-		Status: connectv1.ConnectTenantStatus{Phase: connectv1.PhaseVerified},
+		// Verified, of the secret "s" the tests store for it.
+		Status: connectv1.ConnectTenantStatus{Phase: connectv1.PhaseVerified, VerifiedSecretFingerprint: tenantstore.Fingerprint([]byte("s"))},
 	}
 }
 

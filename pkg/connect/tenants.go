@@ -31,14 +31,19 @@ type Tenant struct {
 	// Unverified, Rogue, Disabled or Uninstalled.
 	Phase string
 
+	verified bool
+
 	// sharedSecret verifies the product's tokens and signs the app's.
 	// Unexported so that printing or logging a Tenant cannot leak it.
 	sharedSecret []byte
 }
 
 // Verified reports whether the product has confirmed the tenant's current
-// shared secret (Tenantry's call-back check).
-func (t *Tenant) Verified() bool { return t.Phase == string(connectv1.PhaseVerified) }
+// shared secret (Tenantry's call-back check): the phase is Verified and the
+// secret held is the one that verification proved. A secret rotated by a
+// re-install (or planted by a replayed one) is unverified from the moment
+// it is stored, before the controller has even seen it.
+func (t *Tenant) Verified() bool { return t.verified }
 
 // NewTenant builds a Tenant from its ConnectTenant and shared secret, for
 // apps that read them some other way (and for tests).
@@ -49,8 +54,26 @@ func NewTenant(obj *connectv1.ConnectTenant, appKey string, sharedSecret []byte)
 		Installed:    obj.Spec.State != connectv1.TenantUninstalled && obj.DeletionTimestamp == nil,
 		Enabled:      obj.Spec.Enabled == nil || *obj.Spec.Enabled,
 		Phase:        string(obj.Status.Phase),
+		verified:     provenSecret(obj, sharedSecret),
 		sharedSecret: sharedSecret,
 	}
+}
+
+// provenSecret: the tenant is Verified and its last verification proved
+// this very secret (by fingerprint; status.secretFingerprint for a status
+// written before verifiedSecretFingerprint existed).
+func provenSecret(obj *connectv1.ConnectTenant, sharedSecret []byte) bool {
+	if obj.Status.Phase != connectv1.PhaseVerified {
+		return false
+	}
+	if sharedSecret == nil {
+		return true // a Forge installation: proven by the FIT's signature
+	}
+	proven := obj.Status.VerifiedSecretFingerprint
+	if proven == "" {
+		proven = obj.Status.SecretFingerprint
+	}
+	return proven != "" && tenantstore.Fingerprint(sharedSecret) == proven
 }
 
 // ErrUnknownTenant: no tenant of the app has this clientKey.

@@ -1,0 +1,160 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/tenantcheck"
+)
+
+// TestDecideTenant runs the pure state machine over every phase and every
+// observation, with no API server: each cell is the phase it ends in, the
+// actions it asks for, and whether the status is written at all.
+func TestDecideTenant(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	p := policy{interval: time.Hour, timeout: 10 * time.Second, initialDelay: 30 * time.Second,
+		gracePeriod: 2 * time.Hour, retention: 48 * time.Hour, action: connectv1.RogueQuarantine}
+	const fp, fpNew = "sha256:0000000000000001", "sha256:0000000000000002"
+	ago := func(d time.Duration) *metav1.Time { return ptrTime(now.Add(-d)) }
+
+	// Starting phases, as the controller stores them.
+	phases := map[string]func(*connectv1.ConnectTenant){
+		"Fresh": func(t *connectv1.ConnectTenant) {
+			t.Status = connectv1.ConnectTenantStatus{Phase: connectv1.PhasePending}
+		},
+		"Pending": func(t *connectv1.ConnectTenant) {
+			t.Status = written(connectv1.PhasePending, fp, "", now.Add(time.Minute))
+		},
+		"Verified": func(t *connectv1.ConnectTenant) {
+			t.Status = written(connectv1.PhaseVerified, fp, fp, now.Add(time.Minute))
+		},
+		"Unverified": func(t *connectv1.ConnectTenant) {
+			t.Status = written(connectv1.PhaseUnverified, fp, "", now.Add(time.Minute))
+			t.Status.FailingSince = ago(3 * time.Hour)
+		},
+		"Rogue": func(t *connectv1.ConnectTenant) { t.Status = written(connectv1.PhaseRogue, fp, "", time.Time{}) },
+		"Disabled": func(t *connectv1.ConnectTenant) {
+			t.Status = written(connectv1.PhaseDisabled, fp, fp, now.Add(time.Minute))
+			t.Spec.Enabled = ptrBool(false)
+		},
+		"Uninstalled": func(t *connectv1.ConnectTenant) {
+			t.Status = written(connectv1.PhaseUninstalled, fp, fp, time.Time{})
+			t.Status.UninstalledAt = ago(72 * time.Hour)
+			t.Spec.State = connectv1.TenantUninstalled
+		},
+	}
+	verdict := func(o tenantcheck.Outcome) *tenantcheck.Result {
+		return &tenantcheck.Result{Outcome: o, Reason: o.String()}
+	}
+	// A verification result comes with the clock past the due time.
+	answered := func(o tenantcheck.Outcome) func(*tenantFacts) {
+		return func(f *tenantFacts) { f.now, f.verification = now.Add(2*time.Minute), verdict(o) }
+	}
+	// Observations.
+	observations := map[string]func(*tenantFacts){
+		"secret":       func(f *tenantFacts) {},
+		"no-secret":    func(f *tenantFacts) { f.secret, f.fingerprint = secretMissing, "" },
+		"rotated":      func(f *tenantFacts) { f.fingerprint = fpNew },
+		"verified":     answered(tenantcheck.Verified),
+		"rejected":     answered(tenantcheck.Rejected),
+		"inconclusive": answered(tenantcheck.Inconclusive),
+		"app-missing":  func(f *tenantFacts) { f.appMissing = true },
+	}
+	type want struct {
+		phase   connectv1.TenantPhase
+		actions []actionKind
+		write   bool
+	}
+	P, V, U, R, D, X := connectv1.PhasePending, connectv1.PhaseVerified, connectv1.PhaseUnverified, connectv1.PhaseRogue, connectv1.PhaseDisabled, connectv1.PhaseUninstalled
+	q := []actionKind{actDeleteSecret, actLabelQuarantined}
+	del := []actionKind{actDeleteTenant}
+	table := map[string]map[string]want{
+		// A fresh tenant (created 10s ago, due after 30s) is written only
+		// by its first verification, or by what needs no verification.
+		"Fresh": {"secret": {P, nil, false}, "no-secret": {P, nil, false}, "rotated": {P, nil, false},
+			"verified": {V, nil, true}, "rejected": {U, nil, true}, "inconclusive": {P, nil, true}, "app-missing": {P, nil, true}},
+		"Pending": {"secret": {P, nil, false}, "no-secret": {P, nil, true}, "rotated": {P, nil, true},
+			"verified": {V, nil, true}, "rejected": {U, nil, true}, "inconclusive": {P, nil, true}, "app-missing": {P, nil, true}},
+		"Verified": {"secret": {V, nil, false}, "no-secret": {P, nil, true}, "rotated": {P, nil, true},
+			"verified": {V, nil, true}, "rejected": {U, nil, true}, "inconclusive": {V, nil, true}, "app-missing": {V, nil, true}},
+		// Failing for 3h against a 2h grace: the next refusal judges it.
+		"Unverified": {"secret": {U, nil, false}, "no-secret": {U, nil, true}, "rotated": {P, nil, true},
+			"verified": {V, nil, true}, "rejected": {R, q, true}, "inconclusive": {R, q, true}, "app-missing": {U, nil, true}},
+		// Rogue stays rogue and its actions are derived again until done;
+		// only a new secret clears it.
+		"Rogue": {"secret": {R, q, false}, "no-secret": {R, q, false}, "rotated": {P, nil, true},
+			"verified": {R, q, false}, "rejected": {R, q, false}, "inconclusive": {R, q, false}, "app-missing": {R, nil, true}},
+		"Disabled": {"secret": {D, nil, false}, "no-secret": {D, nil, true}, "rotated": {D, nil, true},
+			"verified": {D, nil, true}, "rejected": {D, nil, true}, "inconclusive": {D, nil, true}, "app-missing": {D, nil, true}},
+		// Uninstalled 72h ago against a 48h retention: collected.
+		"Uninstalled": {"secret": {X, del, false}, "no-secret": {X, del, false}, "rotated": {X, del, false},
+			"verified": {X, del, false}, "rejected": {X, del, false}, "inconclusive": {X, del, false}, "app-missing": {X, nil, true}},
+	}
+	for phase, setup := range phases {
+		for obs, observe := range observations {
+			w, ok := table[phase][obs]
+			if !ok {
+				t.Fatalf("no expectation for %s × %s", phase, obs)
+			}
+			tenant := &connectv1.ConnectTenant{
+				ObjectMeta: metav1.ObjectMeta{Name: "t", Generation: 1, CreationTimestamp: metav1.NewTime(now.Add(time.Minute))},
+				Spec: connectv1.ConnectTenantSpec{AppRef: connectv1.AppReference{Name: "app"}, ClientKey: "k",
+					BaseURL: "https://acme.atlassian.net", SharedSecretRef: connectv1.SecretReference{Name: "t"}},
+			}
+			setup(tenant)
+			if tenant.Status.ObservedGeneration != 0 {
+				// Settle the fixture as the controller would have stored it.
+				tenant.Status = decideTenant(tenant, tenantFacts{now: now.Add(-time.Second), policy: p, fingerprint: fp}).status
+			}
+			f := tenantFacts{now: now, policy: p, fingerprint: fp}
+			observe(&f)
+			d := decideTenant(tenant, f)
+			if d.verify {
+				t.Errorf("%s × %s: asks to verify before it is due or with a result in hand", phase, obs)
+			}
+			var kinds []actionKind
+			for _, a := range d.actions {
+				kinds = append(kinds, a.kind)
+			}
+			wrote := !equalStatuses(tenant.Status, d.status)
+			if d.status.Phase != w.phase || !equalKinds(kinds, w.actions) || wrote != w.write {
+				t.Errorf("%s × %s: phase %s actions %v write %v; want %s %v %v", phase, obs, d.status.Phase, kinds, wrote, w.phase, w.actions, w.write)
+			}
+			if wrote && (d.status.ObservedGeneration != 1 || meta.FindStatusCondition(d.status.Conditions, connectv1.ConditionReady) == nil ||
+				meta.FindStatusCondition(d.status.Conditions, connectv1.ConditionStalled) == nil || meta.FindStatusCondition(d.status.Conditions, connectv1.ConditionReconciling) == nil) {
+				t.Errorf("%s × %s: a written status needs observedGeneration and Ready/Reconciling/Stalled: %+v", phase, obs, d.status)
+			}
+		}
+	}
+}
+
+// written is a status as the controller stores it.
+func written(phase connectv1.TenantPhase, fp, proven string, next time.Time) connectv1.ConnectTenantStatus {
+	st := connectv1.ConnectTenantStatus{ObservedGeneration: 1, Phase: phase, SecretFingerprint: fp, VerifiedSecretFingerprint: proven,
+		Host: "acme.atlassian.net", InstalledAt: ptrTime(next.Add(-time.Hour))}
+	if !next.IsZero() {
+		st.NextVerificationAt = ptrTime(next)
+	}
+	if proven != "" {
+		st.Conditions = []metav1.Condition{{Type: connectv1.ConditionVerified, Status: metav1.ConditionTrue, Reason: connectv1.ReasonVerified.String()}}
+	}
+	return st
+}
+
+func ptrBool(b bool) *bool { return &b }
+
+func equalKinds(a, b []actionKind) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
