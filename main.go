@@ -36,6 +36,7 @@ import (
 	"github.com/tenantry/tenantry/authz"
 	"github.com/tenantry/tenantry/controllers"
 	"github.com/tenantry/tenantry/egress"
+	"github.com/tenantry/tenantry/internal/appkey"
 	"github.com/tenantry/tenantry/internal/cleanup"
 	"github.com/tenantry/tenantry/internal/forgejwt"
 	"github.com/tenantry/tenantry/internal/httpserve"
@@ -64,6 +65,7 @@ type options struct {
 	renewDeadline           time.Duration
 	retryPeriod             time.Duration
 	installKeysURLs         stringList
+	appKeyGrants            stringList
 	ipRanges                string
 	ipRangesRefresh         time.Duration
 	trustedProxies          stringList
@@ -104,6 +106,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's lease lasts without renewal; a leader killed without stepping down is replaced after at most this plus the retry period")
 	fs.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it steps down")
 	fs.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire or renew the lease")
+	fs.Var(&o.appKeyGrants, "app-key-grant", "<keyPattern>=<namespace>: let that namespace's ConnectApps claim the app keys matching the pattern (path.Match, e.g. com.acme.*=team-a); repeatable. With none, any namespace may claim any key (oldest first); with one or more, only granted keys are served")
 	fs.Var(&o.installKeysURLs, "install-keys-url", "install-key server to ask for every kid, in order; repeatable; replaces the choice by tenant host (production, staging, FedRAMP)")
 	fs.StringVar(&o.ipRanges, "atlassian-ip-ranges", ipranges.DefaultURL, "file path or URL of Atlassian's published IP ranges (JSON); empty disables loading, so apps in Enforce mode answer 503")
 	fs.DurationVar(&o.ipRangesRefresh, "atlassian-ip-ranges-refresh", time.Hour, "how often to reload --atlassian-ip-ranges")
@@ -255,7 +258,12 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*htt
 	keys := installkeys.New(installkeys.Options{URLs: opts.installKeysURLs})
 	webhook.RegisterInstallKeyMetrics(metrics.Registry, keys)
 
-	apps := webhook.NewAppIndex()
+	grants, err := appKeyGrants(opts)
+	if err != nil {
+		return nil, err
+	}
+	apps := &webhook.AppIndex{Grants: grants}
+	apps.Set(nil)
 	informer, err := mgr.GetCache().GetInformer(ctx, &connectv1.ConnectApp{})
 	if err != nil {
 		return nil, err
@@ -379,7 +387,12 @@ func setupControllers(ctx context.Context, mgr manager.Manager, opts options, ch
 	if err := tenants.SetupWithManager(mgr, opts.tenantConcurrency); err != nil {
 		return fmt.Errorf("set up the ConnectTenant controller: %w", err)
 	}
+	grants, err := appKeyGrants(opts)
+	if err != nil {
+		return err
+	}
 	apps := &controllers.AppReconciler{
+		Grants:  grants,
 		Client:  mgr.GetClient(),
 		Events:  mgr.GetEventRecorder("tenantry-app-controller"),
 		Clock:   clock.RealClock{},
@@ -393,6 +406,20 @@ func setupControllers(ctx context.Context, mgr manager.Manager, opts options, ch
 
 // tenantCheckerOptions are the options of every call to a tenant's site
 // (verification calls and egress calls): one SSRF guard for both.
+// appKeyGrants parses --app-key-grant (appkey.Grants: none, any namespace
+// claims any key; some, only granted keys are served).
+func appKeyGrants(opts options) (appkey.Grants, error) {
+	var grants appkey.Grants
+	for _, s := range opts.appKeyGrants {
+		g, err := appkey.ParseGrant(s)
+		if err != nil {
+			return nil, err
+		}
+		grants = append(grants, g)
+	}
+	return grants, nil
+}
+
 func tenantCheckerOptions(opts options) (tenantcheck.Options, error) {
 	checkerOpts := tenantcheck.Options{
 		AllowPrivateAddresses: opts.allowPrivateTenants,

@@ -50,6 +50,9 @@ type AppReconciler struct {
 	Events  events.EventRecorder
 	Clock   clock.PassiveClock
 	Metrics *Metrics
+	// Grants limit which namespaces may claim which app keys (the
+	// receiver's AppIndex uses the same ones).
+	Grants appkey.Grants
 }
 
 // +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connectapps,verbs=get;list;watch;update;patch
@@ -86,11 +89,16 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	st.ObservedGeneration = app.Generation
 	st.LifecycleURLs = lifecycleURLs(app)
 	st.Tenants = counts
-	if owner != nil {
+	switch {
+	case !r.Grants.Allows(app):
+		r.setReady(app, metav1.ConditionFalse, connectv1.ReasonKeyNotGranted, fmt.Sprintf(
+			"namespace %q is not granted the app key %q (operator flag --app-key-grant); a cluster administrator grants keys to namespaces",
+			app.Namespace, app.Spec.Key))
+	case owner != nil:
 		r.setReady(app, metav1.ConditionFalse, connectv1.ReasonConflict, fmt.Sprintf(
 			"the app key %q is already declared by ConnectApp %s/%s; this one is not served until that one is deleted or its key changes",
 			app.Spec.Key, owner.Namespace, owner.Name))
-	} else {
+	default:
 		r.setReady(app, metav1.ConditionTrue, connectv1.ReasonServing, fmt.Sprintf(
 			"serving %d tenants; put status.lifecycleUrls in the descriptor", counts.Total))
 	}
@@ -120,7 +128,7 @@ func (r *AppReconciler) keyOwner(ctx context.Context, app *connectv1.ConnectApp)
 	for i := range list.Items {
 		apps[i] = &list.Items[i]
 	}
-	owner := appkey.Owner(apps)
+	owner := r.Grants.Owner(apps)
 	if owner == nil || (owner.Namespace == app.Namespace && owner.Name == app.Name) {
 		return nil, nil
 	}

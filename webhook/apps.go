@@ -19,6 +19,9 @@ import (
 // is rebuilt whenever a ConnectApp changes, which is rare.
 type AppIndex struct {
 	snapshot atomic.Pointer[appSnapshot]
+	// Grants limit which namespaces may claim which keys (appkey.Grants;
+	// none: any). Set it before the first Set.
+	Grants appkey.Grants
 }
 
 type appSnapshot struct {
@@ -60,10 +63,13 @@ func (x *AppIndex) Set(apps []connectv1.ConnectApp) {
 		}
 	}
 	for key, apps := range snap.byKey {
-		if owner := appkey.Owner(apps); owner != nil {
+		if owner := x.Grants.Owner(apps); owner != nil {
 			// Only the owner of a key is served; the others are
 			// reported as Conflict by the app controller.
 			snap.byKey[key] = []*connectv1.ConnectApp{owner}
+		} else {
+			// No live app the grants allow: the key is not served.
+			delete(snap.byKey, key)
 		}
 	}
 	x.snapshot.Store(snap)

@@ -43,6 +43,9 @@ const (
 	ReasonServing Reason = "Serving"
 	// ReasonConflict: another ConnectApp already declares this app key.
 	ReasonConflict Reason = "Conflict"
+	// ReasonKeyNotGranted: the operator's --app-key-grant flags do not let
+	// this namespace claim this app key.
+	ReasonKeyNotGranted Reason = "KeyNotGranted"
 	// ReasonInvalid: the app's spec cannot be served as it is.
 	ReasonInvalid Reason = "Invalid"
 )

@@ -42,3 +42,33 @@ func TestOwner(t *testing.T) {
 		}
 	}
 }
+
+func TestGrants(t *testing.T) {
+	old, young := app("team-b", "hijacker", time.Unix(1, 0), false), app("team-a", "owner", time.Unix(2, 0), false)
+	old.Spec.Key, young.Spec.Key = "com.acme.jira", "com.acme.jira"
+	tests := []struct {
+		name   string
+		grants Grants
+		want   *connectv1.ConnectApp
+	}{
+		{"no grants: the oldest wins (the default)", nil, old},
+		{"granted to the owner's namespace", Grants{{"com.acme.*", "team-a"}}, young},
+		{"granted to both: the oldest of them", Grants{{"com.acme.*", "team-a"}, {"com.acme.jira", "team-b"}}, old},
+		{"granted only for other keys: nobody", Grants{{"com.other.*", "team-a"}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.grants.Owner([]*connectv1.ConnectApp{old, young}); got != tt.want {
+				t.Errorf("owner = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{"", "com.acme.*", "=team-a", "com.acme.*=", "[=team-a"} {
+		if _, err := ParseGrant(bad); err == nil {
+			t.Errorf("ParseGrant(%q) accepted", bad)
+		}
+	}
+	if g, err := ParseGrant("com.acme.*=team-a"); err != nil || g != (Grant{"com.acme.*", "team-a"}) {
+		t.Errorf("ParseGrant = %+v, %v", g, err)
+	}
+}

@@ -1,0 +1,65 @@
+package appkey
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
+)
+
+// Grant lets the ConnectApps of one namespace claim the app keys that
+// match a pattern (path.Match syntax: `com.acme.*`). Grants are operator
+// flags (`--app-key-grant=<keyPattern>=<namespace>`), so only whoever
+// deploys the operator, a cluster administrator, sets them: a namespace
+// admin who declares another team's key in their own namespace is not
+// served, however early they applied it.
+type Grant struct {
+	KeyPattern string
+	Namespace  string
+}
+
+// Grants are the operator's grants. No grants at all keeps the
+// single-team default: any namespace may claim any key and the oldest
+// declaration wins. Once one grant is set, a key is served only from a
+// namespace a grant names for it.
+type Grants []Grant
+
+// ParseGrant parses `<keyPattern>=<namespace>`.
+func ParseGrant(s string) (Grant, error) {
+	pattern, ns, ok := strings.Cut(s, "=")
+	if !ok || pattern == "" || ns == "" {
+		return Grant{}, fmt.Errorf("app key grant %q: want <keyPattern>=<namespace>", s)
+	}
+	if _, err := path.Match(pattern, ""); err != nil {
+		return Grant{}, fmt.Errorf("app key grant %q: bad pattern: %v", s, err)
+	}
+	return Grant{KeyPattern: pattern, Namespace: ns}, nil
+}
+
+// Allows reports whether the app's namespace may claim its key.
+func (g Grants) Allows(app *connectv1.ConnectApp) bool {
+	if len(g) == 0 {
+		return true
+	}
+	for _, grant := range g {
+		if grant.Namespace != app.Namespace {
+			continue
+		}
+		if ok, _ := path.Match(grant.KeyPattern, app.Spec.Key); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Owner is the package-level Owner among the apps these grants allow.
+func (g Grants) Owner(apps []*connectv1.ConnectApp) *connectv1.ConnectApp {
+	var granted []*connectv1.ConnectApp
+	for _, a := range apps {
+		if g.Allows(a) {
+			granted = append(granted, a)
+		}
+	}
+	return Owner(granted)
+}
