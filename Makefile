@@ -10,6 +10,7 @@ CONTROLLER_GEN := go tool controller-gen
 # One version for the binary, the image tag and the chart: the chart's
 # appVersion (TestVersionsAgree checks it).
 VERSION := $(shell awk -F'"' '/^appVersion:/ {print $$2}' charts/tenantry/Chart.yaml)
+IMAGE ?= ghcr.io/tenantry/tenantry
 REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/tenantry/tenantry/internal/version.Version=$(VERSION) -X github.com/tenantry/tenantry/internal/version.Revision=$(REVISION)
 
@@ -57,6 +58,13 @@ test: ## Run every test against a real kube-apiserver + etcd built by hack/.
 .PHONY: build
 build: ## Build bin/tenantry, stamped with VERSION and REVISION.
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/tenantry .
+
+.PHONY: image
+image: ## Build the OCI image without Docker: bin/image (OCI layout) and bin/image.tar (docker load).
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "$(LDFLAGS)" -o bin/image-rootfs/tenantry .
+	cd hack/image && go run . build -binary ../../bin/image-rootfs/tenantry \
+	  -version $(VERSION) -revision $(REVISION) -ref $(IMAGE):$(VERSION) \
+	  -layout ../../bin/image -tarball ../../bin/image.tar
 
 .PHONY: version
 version: ## Print the version the binary, image and chart share.
