@@ -150,28 +150,46 @@ http {
 	return "http://" + addr
 }
 
-// TestSmuggledOriginalURIThroughRealNginx replays issue 11's attack through
-// Debian's nginx running the README's config: a token for GET
-// /issue-insights/panel on POST /issue-insights/admin/delete, with a
-// client-sent X-Original-URI (and, separately, Traefik's X-Forwarded-Uri)
-// naming the panel. nginx overwrites its own family, /authz refuses the
-// other, and the app never sees the request; genuine requests pass with
-// the X-Connect-* headers /authz decided, not the client's.
-func TestSmuggledOriginalURIThroughRealNginx(t *testing.T) {
-	f := newFixture(t, nil)
-	v := atlassiantest.NewTenant("through-nginx")
-	waitCached(t, f.install(v, connectv1.PhaseVerified))
-	authzSrv := httptest.NewServer(&authz.Handler{Index: index, Log: logr.Discard()})
-	t.Cleanup(authzSrv.Close)
-	app := &upstreamApp{}
-	appSrv := httptest.NewServer(app)
-	t.Cleanup(appSrv.Close)
-	proxy := startNginx(t, strings.TrimPrefix(authzSrv.URL, "http://"), strings.TrimPrefix(appSrv.URL, "http://"), f.app)
+// proxyCase is one request a client sends through a proxy and what it
+// must get.
+type proxyCase struct {
+	name       string
+	method     string
+	path       string
+	headers    map[string]string
+	wantStatus int
+	wantReason string
+}
 
+// smuggleCases are issue 11's attack (a token for GET /issue-insights/panel
+// on POST /issue-insights/admin/delete, with client-sent original-request
+// headers naming the panel) and plain refusals. ownFamily is the reason
+// the proxy's own family gets: the proxy overwrites it, so the token meets
+// the real request (QSHMismatch); the other family is refused as foreign.
+func smuggleCases(token, forged string, nginxFamily, traefikFamily string) []proxyCase {
+	panel := "/issue-insights/panel"
+	return []proxyCase{
+		{"the attack: client-sent X-Original-URI", "POST", "/issue-insights/admin/delete",
+			map[string]string{"Authorization": token, "X-Original-URI": panel, "X-Original-Method": "GET"}, 401, nginxFamily},
+		{"the attack: client-sent X-Original-URL", "POST", "/issue-insights/admin/delete",
+			map[string]string{"Authorization": token, "X-Original-URL": "https://connect.example.com" + panel}, 401, nginxFamily},
+		{"the attack: client-sent X-Forwarded-Uri", "POST", "/issue-insights/admin/delete",
+			map[string]string{"Authorization": token, "X-Forwarded-Uri": panel, "X-Forwarded-Method": "GET"}, 401, traefikFamily},
+		{"no token", "GET", panel, nil, 401, "MissingToken"},
+		{"forged token", "GET", panel, map[string]string{"Authorization": forged}, 401, "Unauthenticated"},
+	}
+}
+
+// replayThroughProxy sends the cases through a real proxy in front of app,
+// then a genuine request with spoofed identity headers, and checks that
+// refusals never reach the app and that the genuine request reaches it
+// with the X-Connect-* headers /authz decided.
+func replayThroughProxy(t *testing.T, proxy string, app *upstreamApp, f *fixture, v atlassiantest.Tenant, nginxFamily, traefikFamily string) {
+	t.Helper()
 	panel := "/issue-insights/panel"
 	token := "JWT " + productToken(v.SharedSecret, v.ClientKey, "GET", panel, nil, nil)
-	send := func(method, path string, headers map[string]string) *http.Response {
-		t.Helper()
+	forged := "JWT " + productToken(v.WithNewSecret().SharedSecret, v.ClientKey, "GET", panel, nil, nil)
+	send := func(t *testing.T, method, path string, headers map[string]string) *http.Response {
 		req, _ := http.NewRequest(method, proxy+path, nil)
 		for k, val := range headers {
 			req.Header.Set(k, val)
@@ -184,27 +202,9 @@ func TestSmuggledOriginalURIThroughRealNginx(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
-
-	for _, tt := range []struct {
-		name       string
-		method     string
-		path       string
-		headers    map[string]string
-		wantStatus int
-		wantReason string
-	}{
-		{"the attack: client-sent X-Original-URI", "POST", "/issue-insights/admin/delete",
-			map[string]string{"Authorization": token, "X-Original-URI": panel, "X-Original-Method": "GET"}, 401, "QSHMismatch"},
-		{"the attack: client-sent X-Original-URL", "POST", "/issue-insights/admin/delete",
-			map[string]string{"Authorization": token, "X-Original-URL": "https://connect.example.com" + panel}, 401, "QSHMismatch"},
-		{"the attack: client-sent Traefik headers", "POST", "/issue-insights/admin/delete",
-			map[string]string{"Authorization": token, "X-Forwarded-Uri": panel, "X-Forwarded-Method": "GET"}, 401, "ForeignProxyHeaders"},
-		{"no token", "GET", panel, nil, 401, "MissingToken"},
-		{"forged token", "GET", panel,
-			map[string]string{"Authorization": "JWT " + productToken(v.WithNewSecret().SharedSecret, v.ClientKey, "GET", panel, nil, nil)}, 401, "Unauthenticated"},
-	} {
+	for _, tt := range smuggleCases(token, forged, nginxFamily, traefikFamily) {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := send(tt.method, tt.path, tt.headers)
+			resp := send(t, tt.method, tt.path, tt.headers)
 			if resp.StatusCode != tt.wantStatus || resp.Header.Get("X-Connect-Auth-Reason") != tt.wantReason {
 				t.Errorf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"), tt.wantStatus, tt.wantReason)
 			}
@@ -213,9 +213,8 @@ func TestSmuggledOriginalURIThroughRealNginx(t *testing.T) {
 			}
 		})
 	}
-
 	t.Run("genuine request, spoofed identity headers replaced", func(t *testing.T) {
-		resp := send("GET", panel, map[string]string{"Authorization": token, "X-Connect-Account-Id": "admin", "X-Connect-Client-Key": "someone-else"})
+		resp := send(t, "GET", panel, map[string]string{"Authorization": token, "X-Connect-Account-Id": "admin", "X-Connect-Client-Key": "someone-else"})
 		if resp.StatusCode != 200 {
 			t.Fatalf("got %d %q, want 200", resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"))
 		}
@@ -232,4 +231,82 @@ func TestSmuggledOriginalURIThroughRealNginx(t *testing.T) {
 			}
 		}
 	})
+}
+
+// behindProxy is a fixture app with one verified tenant, a real /authz
+// server and a recording app, for start to put a proxy in front of.
+func behindProxy(t *testing.T, start func(t *testing.T, authzAddr, appAddr string, app *connectv1.ConnectApp) string) (string, *upstreamApp, *fixture, atlassiantest.Tenant) {
+	f := newFixture(t, nil)
+	v := atlassiantest.NewTenant("through-a-proxy")
+	waitCached(t, f.install(v, connectv1.PhaseVerified))
+	authzSrv := httptest.NewServer(&authz.Handler{Index: index, Log: logr.Discard()})
+	t.Cleanup(authzSrv.Close)
+	app := &upstreamApp{}
+	appSrv := httptest.NewServer(app)
+	t.Cleanup(appSrv.Close)
+	proxy := start(t, strings.TrimPrefix(authzSrv.URL, "http://"), strings.TrimPrefix(appSrv.URL, "http://"), f.app)
+	return proxy, app, f, v
+}
+
+// TestSmuggledOriginalURIThroughRealNginx replays issue 11's attack through
+// Debian's nginx running the README's config (docs/ingress/nginx.conf):
+// nginx overwrites X-Original-*, so a client's own meet the real request's
+// qsh; Traefik's headers are refused as foreign.
+func TestSmuggledOriginalURIThroughRealNginx(t *testing.T) {
+	proxy, app, f, v := behindProxy(t, startNginx)
+	replayThroughProxy(t, proxy, app, f, v, "QSHMismatch", "ForeignProxyHeaders")
+}
+
+// startCaddy runs Caddy (hack/ingress-proxies.sh builds it from the module
+// proxy into bin/tools) with docs/ingress/Caddyfile as its site, in front
+// of app, asking the /authz server at authzAddr.
+func startCaddy(t *testing.T, authzAddr, appAddr string, app *connectv1.ConnectApp) string {
+	t.Helper()
+	bin, err := filepath.Abs(filepath.Join("..", "bin", "tools", "caddy-"+caddyVersion, "caddy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no Caddy at %s; hack/ingress-proxies.sh builds it (.ci/run runs it)", bin)
+	}
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	site := documentedConfig(t, "Caddyfile", "caddyfile", map[string]string{
+		"tenantry-receiver.tenantry.svc.cluster.local:8080": authzAddr,
+		"issue-insights.apps.svc.cluster.local:8080":        appAddr,
+		"connect.example.com {":                             "http://" + addr + " {",
+		"/authz/traefik/apps/issue-insights":                "/authz/traefik/" + app.Namespace + "/" + app.Name,
+	})
+	// Global options for a test: no admin endpoint (it would share :2019
+	// with every other Caddy), nothing stored outside dir.
+	conf := "{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}\n\n" + site
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	out, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitListening(t, addr, filepath.Join(dir, "stderr"))
+	return "http://" + addr
+}
+
+// caddyVersion is the Caddy hack/ingress-proxies.sh builds.
+const caddyVersion = "v2.11.9"
+
+// TestSmuggledOriginalURIThroughRealCaddy replays issue 11's attack through
+// Caddy's forward_auth running the README's Caddyfile on the traefik
+// route: Caddy overwrites X-Forwarded-Method/-Uri, so a client's own meet
+// the real request's qsh; nginx's X-Original-* are refused as foreign.
+func TestSmuggledOriginalURIThroughRealCaddy(t *testing.T) {
+	proxy, app, f, v := behindProxy(t, startCaddy)
+	replayThroughProxy(t, proxy, app, f, v, "ForeignProxyHeaders", "QSHMismatch")
 }

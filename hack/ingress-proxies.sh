@@ -6,6 +6,9 @@
 #   nginx    from Debian's packages. Debian's nginx is built with
 #            --with-http_auth_request_module, the module ingress-nginx's
 #            external auth uses; the script checks `nginx -V` says so.
+#   caddy    built from the Go module proxy (github.com/caddyserver/caddy/v2)
+#            into bin/tools/caddy-<version>/, once; the build runs niced with
+#            one compile job (INGRESS_BUILD_JOBS) to share a small machine.
 #
 # Traefik is not installed yet: `go build ./cmd/traefik` of
 # github.com/traefik/traefik/v3 v3.7.13 from the module proxy fails here,
@@ -17,6 +20,8 @@
 #
 # Usage: hack/ingress-proxies.sh
 set -euo pipefail
+CADDY_VERSION=${CADDY_VERSION:-v2.11.9}  # authz/ingress_test.go's caddyVersion
+jobs=${INGRESS_BUILD_JOBS:-1}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { echo "ingress-proxies: $*" >&2; }
 
@@ -33,4 +38,12 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 if ! "$nginx_bin" -V 2>&1 | grep -q -- --with-http_auth_request_module; then
   log "$nginx_bin lacks the auth_request module"; exit 1
 fi
+
+caddy_dir="$PWD/bin/tools/caddy-$CADDY_VERSION"
+if [ ! -x "$caddy_dir/caddy" ]; then
+  log "building caddy $CADDY_VERSION from the module proxy (once; -p $jobs)"
+  GOBIN="$caddy_dir" GOMAXPROCS=$jobs nice -n 19 go install -p "$jobs" "github.com/caddyserver/caddy/v2/cmd/caddy@$CADDY_VERSION"
+fi
+
 echo "$nginx_bin"
+echo "$caddy_dir/caddy"
