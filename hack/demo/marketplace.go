@@ -64,7 +64,7 @@ func (d *demo) marketplaceChapter(ctx context.Context, mp *atlassiantest.Marketp
 		atlassiantest.MarketplaceLicenseFor(key, atlassiantest.LicenseActive, "", "hooli.atlassian.net", 2),
 		atlassiantest.MarketplaceLicenseFor(key, atlassiantest.LicenseExpired, "", "globex.atlassian.net", 3),
 	)
-	for i := range 12 { // other customers' licences, so the report spans pages
+	for i := range 110 { // other customers' licences, so the report spans pages
 		mp.Add(atlassiantest.MarketplaceLicenseFor(key, atlassiantest.LicenseActive, fmt.Sprintf("cloud-%d", i), fmt.Sprintf("customer-%d.atlassian.net", i), 100+i))
 	}
 
@@ -80,7 +80,7 @@ func (d *demo) marketplaceChapter(ctx context.Context, mp *atlassiantest.Marketp
 		return err
 	}
 	st := mp.Stats()
-	fmt.Printf("   the simulated Marketplace served %d pages and answered %d requests 429\n", st.Pages, st.Limited)
+	fmt.Printf("   the simulated Marketplace served %d pages of 50 and answered 429 (Retry-After: 1) %d times\n", st.Pages, st.Limited)
 	d.kubectl("get", "ctenant", "-o", "custom-columns=HOST:.status.host,PHASE:.status.phase,LICENSED:.status.conditions[?(@.type==\"Licensed\")].status,LICENCE:.status.conditions[?(@.type==\"Licensed\")].reason,TYPE:.status.license.licenseType,ENDS:.status.license.maintenanceEndDate,MATCHED:.status.license.matchedBy")
 	d.kubectl("get", "capp", d.appName, "-o", "jsonpath={.status.marketplace.tenants}{\"\\n\"}")
 
