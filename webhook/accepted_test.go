@@ -164,8 +164,8 @@ func TestSymmetricInstallNeedsStoredTenant(t *testing.T) {
 	}))
 	cb := h.callback("installed", atlassiantest.NewTenant("newcomer"))
 	req := atlassiantest.NewRequest(h.url+"/installed", cb.Payload, atlassiantest.SignHS256([]byte(cb.Tenant.SharedSecret), cb.Claims))
-	if status, reason := h.send(req); status != http.StatusUnauthorized || reason != "NotAuthenticated" {
-		t.Fatalf("got %d %s, want 401 NotAuthenticated", status, reason)
+	if status, reason := h.send(req); status != http.StatusUnauthorized || reason != "Unauthenticated" {
+		t.Fatalf("got %d %s, want 401 Unauthenticated", status, reason)
 	}
 	if n := h.requestsWithReason("SymmetricInstallRefused"); n != 1 {
 		t.Errorf("metric counts %v SymmetricInstallRefused, want 1", n)

@@ -41,13 +41,13 @@ const (
 	ReasonContextQSH     Reason = "ContextQSHRefused"   // 401
 	ReasonUnknownTenant  Reason = "UnknownTenant"       // 401: enabled/disabled for no stored tenant
 	ReasonSecretMissing  Reason = "SecretMissing"       // 401: the stored secret is gone (quarantined)
-	// ReasonNotAuthenticated is the one answer a caller gets when a
+	// ReasonUnauthenticated is the one answer a caller gets when a
 	// symmetrically signed callback (enabled, disabled, an HS256 reinstall)
 	// does not authenticate, whatever the cause: UnknownTenant,
 	// SecretMissing, BadSignature or a claim. Answering each apart would
 	// tell anyone whether a clientKey is installed and whether its secret
 	// is quarantined. The precise reason stays in the metric and the log.
-	ReasonNotAuthenticated Reason = "NotAuthenticated"        // 401
+	ReasonUnauthenticated  Reason = "Unauthenticated"         // 401
 	ReasonSymmetricInstall Reason = "SymmetricInstallRefused" // 401
 
 	ReasonBadJSON           Reason = "BadJSON"             // 400

@@ -128,11 +128,11 @@ func TestReceiverRejects(t *testing.T) {
 		// Symmetric callbacks give an unauthenticated caller one answer (item 12).
 		{"enabled signed RS256", h, forgedToken("enabled", func(cb *atlassiantest.Callback) string {
 			return atlassiantest.SignRS256(product.Key, product.Kid, cb.Claims)
-		}), 401, "NotAuthenticated"},
+		}), 401, "Unauthenticated"},
 		{"enabled signed with a wrong secret", h, forgedToken("enabled", func(cb *atlassiantest.Callback) string {
 			return atlassiantest.SignHS256([]byte("not-the-stored-secret"), cb.Claims)
-		}), 401, "NotAuthenticated"},
-		{"enabled for an unknown tenant", h, forged("enabled", func(*atlassiantest.Callback) {}), 401, "NotAuthenticated"},
+		}), 401, "Unauthenticated"},
+		{"enabled for an unknown tenant", h, forged("enabled", func(*atlassiantest.Callback) {}), 401, "Unauthenticated"},
 
 		// Claims.
 		{"expired", h, forged("installed", func(cb *atlassiantest.Callback) { cb.Claims["exp"] = time.Now().Add(-hour).Unix() }), 401, "TokenExpired"},

@@ -51,8 +51,8 @@ func TestUnauthenticatedCallerLearnsNoTenantState(t *testing.T) {
 		if answers[0] != answers[1] || answers[1] != answers[2] {
 			t.Errorf("%s: the answers tell tenant states apart:\n never installed: %s\n installed:       %s\n quarantined:     %s", event, answers[0], answers[1], answers[2])
 		}
-		if status, reason := probe(event, installed); status != http.StatusUnauthorized || reason != "NotAuthenticated" {
-			t.Errorf("%s: got %d %s, want 401 NotAuthenticated", event, status, reason)
+		if status, reason := probe(event, installed); status != http.StatusUnauthorized || reason != "Unauthenticated" {
+			t.Errorf("%s: got %d %s, want 401 Unauthenticated", event, status, reason)
 		}
 	}
 	// The operator still sees the precise reasons.

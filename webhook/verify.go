@@ -53,7 +53,7 @@ func (r *Receiver) verifySymmetric(req *http.Request, token string, app *connect
 	err := r.checkSymmetric(req, token, app, event, p, want)
 	var rej *rejection
 	if errors.As(err, &rej) && rej.status == http.StatusUnauthorized {
-		rej.public = ReasonNotAuthenticated
+		rej.public = ReasonUnauthenticated
 	}
 	return err
 }
