@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +137,32 @@ func TestREADMEInstallUpgradeUninstall(t *testing.T) {
 	var secret corev1.Secret
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "tenantry", Name: "sh.helm.release.v1.tenantry.v2"}, &secret); err != nil {
 		t.Errorf("after upgrade, no release revision 2: %v", err)
+	}
+
+	// An upgrade applies a changed value and a changed CRD: the chart
+	// copied with a short name added to the ConnectTenant CRD.
+	changed := t.TempDir()
+	if out, err := exec.Command("cp", "-r", chart, changed).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	crdFile := filepath.Join(changed, "tenantry", "files", "crds", "connect.tenantry.dev_connecttenants.yaml")
+	raw, err := os.ReadFile(crdFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^    shortNames:\n(    - .*\n)+`)
+	if !re.Match(raw) {
+		t.Fatal("the ConnectTenant CRD has no shortNames list to change")
+	}
+	if err := os.WriteFile(crdFile, re.ReplaceAll(raw, []byte("    shortNames: [ctenant, ctupgraded]\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sh("helm upgrade tenantry " + filepath.Join(changed, "tenantry") + " --namespace tenantry --reuse-values --set replicas=3")
+	if err := c.Get(ctx, client.ObjectKeyFromObject(&dep), &dep); err != nil || dep.Spec.Replicas == nil || *dep.Spec.Replicas != 3 {
+		t.Errorf("after upgrading with replicas=3: %v, %v", err, dep.Spec.Replicas)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(&crd), &crd); err != nil || !slices.Contains(crd.Spec.Names.ShortNames, "ctupgraded") {
+		t.Errorf("after upgrading with a changed CRD, its short names are %v (%v)", crd.Spec.Names.ShortNames, err)
 	}
 
 	sh(uninstall)
