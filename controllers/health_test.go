@@ -53,6 +53,10 @@ func TestHealthOfEveryPhase(t *testing.T) {
 	orphan := atlassiantest.NewTenant("orphan")
 	orphanName := other.install(orphan, orphan.SharedSecret)
 	w.reconcileApp(w.app)
+	// The oldest declaration of a key wins, at the API server's one-second
+	// resolution; within the same second the names decide, which would
+	// make the conflict's side depend on the random namespaces.
+	time.Sleep(time.Until(w.app.CreationTimestamp.Add(time.Second)))
 	dup := &connectv1.ConnectApp{ObjectMeta: metav1.ObjectMeta{Name: "dup", Namespace: other.app.Namespace},
 		Spec: connectv1.ConnectAppSpec{Key: w.app.Spec.Key, BaseURL: "https://connect.example.com/dup"}}
 	if err := env.Client.Create(ctx, dup); err != nil {

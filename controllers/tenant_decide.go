@@ -114,12 +114,22 @@ func decideTenant(t *connectv1.ConnectTenant, f tenantFacts) tenantDecision {
 			st.Phase = connectv1.PhasePending
 		}
 	}
+	reinstalled := st.InstallationID != "" && t.Spec.InstallationID != "" && st.InstallationID != t.Spec.InstallationID
+	if t.Spec.InstallationID != "" {
+		st.InstallationID = t.Spec.InstallationID
+	}
 	if t.Spec.SharedSecretRef.Name == "" {
+		if reinstalled {
+			d.reinstalled(f)
+		}
 		return d.forgeOnly(t, f)
 	}
 
-	if f.secret == secretPresent && st.SecretFingerprint != f.fingerprint {
-		d.rotated(f)
+	switch {
+	case f.secret == secretPresent && st.SecretFingerprint != f.fingerprint:
+		d.rotated(f) // counts a reinstall that brought a new secret once
+	case reinstalled:
+		d.reinstalled(f)
 	}
 	quarantined := t.Labels[connectv1.LabelQuarantined] != ""
 	if st.Phase == connectv1.PhaseRogue {
@@ -210,6 +220,18 @@ func (d *tenantDecision) rotated(f tenantFacts) {
 	}
 }
 
+// reinstalled counts a Forge reinstall (a new installationId for the same
+// site) like a rotation. A Connect tenant's shared secret did not change
+// with it, so what that secret earned stands; a reinstall that also
+// brought a new secret is counted once, by rotated.
+func (d *tenantDecision) reinstalled(f tenantFacts) {
+	st := &d.status
+	st.SecretRotations++
+	st.SecretRotatedAt = ptrTime(f.now)
+	d.notes = append(d.notes, note{corev1.EventTypeNormal, connectv1.ReasonForgeReinstalled, "Rotate",
+		fmt.Sprintf("a Forge reinstall brought a new installationId (rotation %d)", st.SecretRotations)})
+}
+
 // verified folds one verification result into the status.
 func (d *tenantDecision) verified(t *connectv1.ConnectTenant, f tenantFacts) {
 	st, p, res := &d.status, f.policy, f.verification
@@ -295,18 +317,11 @@ func (d *tenantDecision) uninstalled(t *connectv1.ConnectTenant, f tenantFacts) 
 
 // forgeOnly judges a Forge installation with no Connect tenant: it has no
 // shared secret to call the product back with; Atlassian's signature on
-// the FIT of every event and request is the proof. A reinstall (a new
-// installationId) counts like a rotation.
+// the FIT of every event and request is the proof.
 func (d *tenantDecision) forgeOnly(t *connectv1.ConnectTenant, f tenantFacts) tenantDecision {
 	st := &d.status
 	if st.Host == "" && t.Spec.Forge != nil {
 		st.Host = hostOf(t.Spec.Forge.SiteURL)
-	}
-	if st.SecretFingerprint != "" && st.SecretFingerprint != f.fingerprint {
-		st.SecretRotations++
-		st.SecretRotatedAt = ptrTime(f.now)
-		d.notes = append(d.notes, note{corev1.EventTypeNormal, connectv1.ReasonForgeReinstalled, "Rotate",
-			fmt.Sprintf("a Forge reinstall brought a new installationId (rotation %d)", st.SecretRotations)})
 	}
 	st.SecretFingerprint, st.VerifiedSecretFingerprint = f.fingerprint, f.fingerprint
 	st.NextVerificationAt, st.FailingSince, st.ConsecutiveFailures = nil, nil, 0

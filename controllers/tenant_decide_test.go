@@ -158,3 +158,61 @@ func equalKinds(a, b []actionKind) bool {
 	}
 	return true
 }
+
+// TestDecideReinstall: a Forge reinstall (a new installationId for the
+// same site) counts like a rotation whether or not the tenant has a Connect
+// shared secret, and a reinstall that also brought a new secret counts once.
+func TestDecideReinstall(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	p := policy{interval: time.Hour, timeout: 10 * time.Second, initialDelay: 30 * time.Second,
+		gracePeriod: 2 * time.Hour, retention: 48 * time.Hour, action: connectv1.RogueQuarantine}
+	const fp, fpNew = "sha256:0000000000000001", "sha256:0000000000000002"
+	const oldID, newID = "ari:cloud:ecosystem::installation/old", "ari:cloud:ecosystem::installation/new"
+	connectTenant := func() *connectv1.ConnectTenant {
+		return &connectv1.ConnectTenant{
+			ObjectMeta: metav1.ObjectMeta{Name: "t", Generation: 1},
+			Spec: connectv1.ConnectTenantSpec{AppRef: connectv1.AppReference{Name: "app"}, ClientKey: "k", InstallationID: oldID,
+				BaseURL: "https://acme.atlassian.net", SharedSecretRef: connectv1.SecretReference{Name: "t"}},
+			Status: written(connectv1.PhaseVerified, fp, fp, now.Add(time.Minute)),
+		}
+	}
+	forgeTenant := func() *connectv1.ConnectTenant {
+		tenant := connectTenant()
+		tenant.Spec.SharedSecretRef = connectv1.SecretReference{}
+		return tenant
+	}
+	tests := []struct {
+		name          string
+		tenant        func() *connectv1.ConnectTenant
+		installation  string
+		fingerprint   string
+		wantRotations int32
+		wantPhase     connectv1.TenantPhase
+	}{
+		{"Connect tenant, same installation", connectTenant, oldID, fp, 0, connectv1.PhaseVerified},
+		{"Connect tenant, Forge reinstall keeps the proven secret", connectTenant, newID, fp, 1, connectv1.PhaseVerified},
+		{"Connect tenant, reinstall with a new secret counts once", connectTenant, newID, fpNew, 1, connectv1.PhasePending},
+		{"Forge-only tenant, same installation", forgeTenant, oldID, fp, 0, connectv1.PhaseVerified},
+		{"Forge-only tenant, reinstall", forgeTenant, newID, fp, 1, connectv1.PhaseVerified},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tenant := tt.tenant()
+			// Settle the fixture as the controller stores it: it has seen
+			// the old installation.
+			tenant.Status = decideTenant(tenant, tenantFacts{now: now.Add(-time.Second), policy: p, fingerprint: fp}).status
+			if tenant.Status.InstallationID != oldID {
+				t.Fatalf("status.installationId = %q after a reconcile, want %q", tenant.Status.InstallationID, oldID)
+			}
+			tenant.Spec.InstallationID = tt.installation
+			d := decideTenant(tenant, tenantFacts{now: now, policy: p, fingerprint: tt.fingerprint})
+			if d.status.SecretRotations != tt.wantRotations || d.status.Phase != tt.wantPhase || d.status.InstallationID != tt.installation {
+				t.Errorf("rotations %d phase %s installationId %q; want %d %s %q",
+					d.status.SecretRotations, d.status.Phase, d.status.InstallationID, tt.wantRotations, tt.wantPhase, tt.installation)
+			}
+			if tt.wantRotations > 0 && len(d.notes) != 1 {
+				t.Errorf("notes %+v, want exactly one for the reinstall", d.notes)
+			}
+		})
+	}
+}

@@ -266,6 +266,14 @@ type ConnectTenantStatus struct {
 	// +optional
 	SecretRotatedAt *metav1.Time `json:"secretRotatedAt,omitempty"`
 
+	// installationId is the spec.installationId this status last saw. When
+	// the spec moves on to a new one (a Forge reinstall: a new
+	// installationId for the same cloudId), that counts like a rotation in
+	// secretRotations, for Connect-on-Forge and Forge-only tenants alike.
+	// +kubebuilder:validation:MaxLength=255
+	// +optional
+	InstallationID string `json:"installationId,omitempty"`
+
 	// secretFingerprint identifies the current shared secret without
 	// revealing it: `sha256:` and the first 16 hex digits of the SHA-256
 	// of an HMAC of the secret under a fixed label, so it cannot be used to
