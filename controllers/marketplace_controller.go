@@ -118,7 +118,7 @@ func (r *MarketplaceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	verdicts, read, checkErr := r.check(ctx, app, tenants)
 	now = r.Clock.Now()
-	events := &eventBudget{left: r.eventsPerCheck()}
+	events := &checkEventCap{left: r.eventsPerCheck()}
 	var counts connectv1.LicenseCounts
 	for i := range tenants {
 		t := &tenants[i]
@@ -231,7 +231,7 @@ func (r *MarketplaceReconciler) credentials(ctx context.Context, namespace, name
 // recordTenant writes the tenant's Licensed condition and licence when
 // they change, then applies the unlicensed action when its grace is over.
 // v is nil when the check failed.
-func (r *MarketplaceReconciler) recordTenant(ctx context.Context, app *connectv1.ConnectApp, t *connectv1.ConnectTenant, v *marketplace.Verdict, now time.Time, ev *eventBudget) error {
+func (r *MarketplaceReconciler) recordTenant(ctx context.Context, app *connectv1.ConnectApp, t *connectv1.ConnectTenant, v *marketplace.Verdict, now time.Time, ev *checkEventCap) error {
 	old := meta.FindStatusCondition(t.Status.Conditions, connectv1.ConditionLicensed)
 	if v == nil && old != nil {
 		return nil // an outage changes no verdict
@@ -452,10 +452,12 @@ func countLicensed(c *connectv1.LicenseCounts, t *connectv1.ConnectTenant) {
 	}
 }
 
-// eventBudget caps tenant events per check.
-type eventBudget struct{ left, skipped int }
+// checkEventCap caps tenant events per check, the rest summed up in one
+// app event: a check is one burst, so a count per check says more than
+// the tenant controller's EventBudget rate would.
+type checkEventCap struct{ left, skipped int }
 
-func (b *eventBudget) take() bool {
+func (b *checkEventCap) take() bool {
 	if b.left > 0 {
 		b.left--
 		return true
