@@ -48,6 +48,19 @@ func TestHealthOfEveryPhase(t *testing.T) {
 	w.clock.Step(2 * time.Hour)
 	w.reconcile(name("bad")) // refused past the grace: Rogue
 	names["fresh"] = w.install(fresh, fresh.SharedSecret)
+	// doubt is refused once, inside its grace period: Unverified. rotor was
+	// verified, then reinstalled with a secret nobody has confirmed yet:
+	// Pending again, with its status written.
+	doubt, rotor := atlassiantest.NewTenant("doubt"), atlassiantest.NewTenant("rotor")
+	rotor.SharedSecret = good.SharedSecret
+	names["doubt"] = w.install(doubt, "")
+	names["rotor"] = w.install(rotor, "")
+	w.clock.Step(31 * time.Second)
+	w.reconcile(name("doubt"))
+	w.reconcile(name("rotor"))
+	rotor.SharedSecret = "rotated-" + good.SharedSecret
+	w.install(rotor, "")
+	w.reconcile(name("rotor"))
 
 	other := newWorld(t, nil) // an app whose tenant loses its app, and a key conflict
 	orphan := atlassiantest.NewTenant("orphan")
@@ -85,6 +98,8 @@ func TestHealthOfEveryPhase(t *testing.T) {
 		{"tenant never reconciled", "ConnectTenant", w.app.Namespace, name("fresh"), status.InProgressStatus, "Progressing"},
 		{"Verified", "ConnectTenant", w.app.Namespace, name("good"), status.CurrentStatus, "Healthy"},
 		{"Rogue", "ConnectTenant", w.app.Namespace, name("bad"), status.FailedStatus, "Degraded"},
+		{"Unverified", "ConnectTenant", w.app.Namespace, name("doubt"), status.InProgressStatus, "Progressing"},
+		{"Pending", "ConnectTenant", w.app.Namespace, name("rotor"), status.InProgressStatus, "Progressing"},
 		// Ready is False (the tenant serves no request), which kstatus
 		// reads as InProgress; Argo CD shows them Suspended.
 		{"Disabled", "ConnectTenant", w.app.Namespace, name("paused"), status.InProgressStatus, "Suspended"},
@@ -105,11 +120,24 @@ func TestHealthOfEveryPhase(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: kstatus: %v", tt.what, err)
 		}
+		// Rows named after a phase are that phase: the test must not pass
+		// on a tenant that drifted into another one.
+		if phase, _, _ := unstructured.NestedString(u.Object, "status", "phase"); tt.kind == "ConnectTenant" && isPhase(tt.what) && phase != tt.what {
+			t.Errorf("%s: the tenant is in phase %q", tt.what, phase)
+		}
 		argo, msg := argoHealth(t, string(script), u.Object)
 		if res.Status != tt.kstatus || argo != tt.argo {
 			t.Errorf("%s: kstatus %s (%s), Argo CD %s (%s); want %s, %s", tt.what, res.Status, res.Message, argo, msg, tt.kstatus, tt.argo)
 		}
 	}
+}
+
+func isPhase(s string) bool {
+	switch connectv1.TenantPhase(s) {
+	case connectv1.PhasePending, connectv1.PhaseVerified, connectv1.PhaseUnverified, connectv1.PhaseRogue, connectv1.PhaseDisabled, connectv1.PhaseUninstalled:
+		return true
+	}
+	return false
 }
 
 // argoHealth runs the health check as Argo CD does: obj is a global table,
