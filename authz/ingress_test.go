@@ -310,3 +310,85 @@ func TestSmuggledOriginalURIThroughRealCaddy(t *testing.T) {
 	proxy, app, f, v := behindProxy(t, startCaddy)
 	replayThroughProxy(t, proxy, app, f, v, "ForeignProxyHeaders", "QSHMismatch")
 }
+
+// traefikVersion is the Traefik hack/ingress-proxies.sh builds (the version
+// hack/traefik/go.mod requires).
+const traefikVersion = "v3.6.12"
+
+// startTraefik runs Traefik (hack/ingress-proxies.sh builds it from the
+// module proxy into bin/tools) with docs/ingress/traefik.yml as its file
+// provider's dynamic configuration, in front of app, asking the /authz
+// server at authzAddr.
+func startTraefik(t *testing.T, authzAddr, appAddr string, app *connectv1.ConnectApp) string {
+	t.Helper()
+	bin, err := filepath.Abs(filepath.Join("..", "bin", "tools", "traefik-"+traefikVersion, "traefik"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no Traefik at %s; hack/ingress-proxies.sh builds it (.ci/run runs it)", bin)
+	}
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	dynamic := documentedConfig(t, "traefik.yml", "yaml", map[string]string{
+		"http://tenantry-receiver.tenantry.svc.cluster.local:8080": "http://" + authzAddr,
+		"http://issue-insights.apps.svc.cluster.local:8080":        "http://" + appAddr,
+		"Host(`connect.example.com`) && ":                          "",
+		"/authz/traefik/apps/issue-insights":                       "/authz/traefik/" + app.Namespace + "/" + app.Name,
+	})
+	file := filepath.Join(dir, "dynamic.yml")
+	if err := os.WriteFile(file, []byte(dynamic), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The static configuration a test needs: one entry point on loopback,
+	// the file provider, nothing phoning home. The entry point keeps
+	// Traefik's default of trusting no forwarded headers from clients.
+	cmd := exec.Command(bin,
+		"--entryPoints.web.address="+addr,
+		"--providers.file.filename="+file,
+		"--global.checkNewVersion=false",
+		"--global.sendAnonymousUsage=false",
+		"--log.level=INFO",
+	)
+	out, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitListening(t, addr, filepath.Join(dir, "stderr"))
+	waitRouted(t, "http://"+addr+"/issue-insights/panel", filepath.Join(dir, "stderr"))
+	return "http://" + addr
+}
+
+// waitRouted waits until the proxy routes url (to /authz, which answers
+// 401 without a token): Traefik listens before its file provider's routers
+// are loaded, and answers 404 until then.
+func waitRouted(t *testing.T, url, logFile string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				return
+			}
+		}
+	}
+	log, _ := os.ReadFile(logFile)
+	t.Fatalf("the proxy did not route %s within 20s:\n%s", url, log)
+}
+
+// TestSmuggledOriginalURIThroughRealTraefik replays issue 11's attack
+// through Traefik's forwardAuth running the README's dynamic configuration
+// (docs/ingress/traefik.yml): Traefik drops a client's X-Forwarded-* at the
+// entry point and sets X-Forwarded-Method/-Uri from the request, so a
+// client's own meet the real request's qsh; nginx's X-Original-* are
+// refused as foreign.
+func TestSmuggledOriginalURIThroughRealTraefik(t *testing.T) {
+	proxy, app, f, v := behindProxy(t, startTraefik)
+	replayThroughProxy(t, proxy, app, f, v, "ForeignProxyHeaders", "QSHMismatch")
+}

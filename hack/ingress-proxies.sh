@@ -10,13 +10,15 @@
 #            into bin/tools/caddy-<version>/, once; the build runs niced with
 #            one compile job (INGRESS_BUILD_JOBS) to share a small machine.
 #
-# Traefik is not installed yet: `go build ./cmd/traefik` of
-# github.com/traefik/traefik/v3 v3.7.13 from the module proxy fails here,
-# because its go.mod replaces github.com/traefik/traefik/dynamic/ext with a
-# directory the module zip leaves out (a nested module), and the module
-# proxy this CI uses answers 403 for some of lego's DNS-provider
-# dependencies (github.com/akamai/AkamaiOPEN-edgegrid-golang/v13 v13.4.0,
-# github.com/huaweicloud/huaweicloud-sdk-go-v3 v0.1.213).
+#   traefik  built from the Go module proxy through hack/traefik, a module
+#            of its own that names cmd/traefik as a tool. `go install
+#            traefik@version` cannot build it: Traefik's go.mod has
+#            replace directives, which only a main module may carry, so
+#            hack/traefik/go.mod repeats them. v3.6.12 is the newest that
+#            builds here: v3.7's go.mod replaces a nested module the
+#            module zip leaves out (traefik/dynamic/ext), and the module
+#            proxy this CI uses refuses one of its DNS-provider
+#            dependencies (huaweicloud-sdk-go-v3 v0.1.213).
 #
 # Usage: hack/ingress-proxies.sh
 set -euo pipefail
@@ -24,6 +26,8 @@ CADDY_VERSION=${CADDY_VERSION:-v2.11.9}  # authz/ingress_test.go's caddyVersion
 jobs=${INGRESS_BUILD_JOBS:-1}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { echo "ingress-proxies: $*" >&2; }
+# hack/traefik/go.mod's version and authz/ingress_test.go's traefikVersion.
+TRAEFIK_VERSION=$(sed -n 's#^\tgithub.com/traefik/traefik/v3 \(v[^ ]*\).*#\1#p' hack/traefik/go.mod)
 
 # Debian's policy-rc.d in containers keeps the package from starting a
 # system nginx on port 80; the tests run their own on free loopback ports.
@@ -45,5 +49,12 @@ if [ ! -x "$caddy_dir/caddy" ]; then
   GOBIN="$caddy_dir" GOMAXPROCS=$jobs nice -n 19 go install -p "$jobs" "github.com/caddyserver/caddy/v2/cmd/caddy@$CADDY_VERSION"
 fi
 
+traefik_dir="$PWD/bin/tools/traefik-$TRAEFIK_VERSION"
+if [ ! -x "$traefik_dir/traefik" ]; then
+  log "building traefik $TRAEFIK_VERSION from the module proxy (once; -p $jobs)"
+  (cd hack/traefik && GOMAXPROCS=$jobs nice -n 19 go build -p "$jobs" -o "$traefik_dir/traefik" github.com/traefik/traefik/v3/cmd/traefik)
+fi
+
 echo "$nginx_bin"
 echo "$caddy_dir/caddy"
+echo "$traefik_dir/traefik"
