@@ -137,6 +137,29 @@ http {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
+	runProxy(t, cmd, dir, addr)
+	return "http://" + addr
+}
+
+// builtProxy is the path of a proxy hack/ingress-proxies.sh builds from
+// the module proxy into bin/tools/<name>-<version>/, or skips the test
+// when it has not been built.
+func builtProxy(t *testing.T, name, version string) string {
+	t.Helper()
+	bin, err := filepath.Abs(filepath.Join("..", "bin", "tools", name+"-"+version, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no %s at %s; hack/ingress-proxies.sh builds it (.ci/run runs it)", name, bin)
+	}
+	return bin
+}
+
+// runProxy starts cmd with its output in dir/stderr, stops it when the
+// test ends, and waits until it listens on addr.
+func runProxy(t *testing.T, cmd *exec.Cmd, dir, addr string) {
+	t.Helper()
 	out, err := os.Create(filepath.Join(dir, "stderr"))
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +170,6 @@ http {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	waitListening(t, addr, filepath.Join(dir, "stderr"))
-	return "http://" + addr
 }
 
 // proxyCase is one request a client sends through a proxy and what it
@@ -262,13 +284,7 @@ func TestSmuggledOriginalURIThroughRealNginx(t *testing.T) {
 // of app, asking the /authz server at authzAddr.
 func startCaddy(t *testing.T, authzAddr, appAddr string, app *connectv1.ConnectApp) string {
 	t.Helper()
-	bin, err := filepath.Abs(filepath.Join("..", "bin", "tools", "caddy-"+caddyVersion, "caddy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no Caddy at %s; hack/ingress-proxies.sh builds it (.ci/run runs it)", bin)
-	}
+	bin := builtProxy(t, "caddy", caddyVersion)
 	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	site := documentedConfig(t, "Caddyfile", "caddyfile", map[string]string{
@@ -286,16 +302,7 @@ func startCaddy(t *testing.T, authzAddr, appAddr string, app *connectv1.ConnectA
 	}
 	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	out, err := os.Create(filepath.Join(dir, "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitListening(t, addr, filepath.Join(dir, "stderr"))
+	runProxy(t, cmd, dir, addr)
 	return "http://" + addr
 }
 
@@ -321,13 +328,7 @@ const traefikVersion = "v3.6.12"
 // server at authzAddr.
 func startTraefik(t *testing.T, authzAddr, appAddr string, app *connectv1.ConnectApp) string {
 	t.Helper()
-	bin, err := filepath.Abs(filepath.Join("..", "bin", "tools", "traefik-"+traefikVersion, "traefik"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no Traefik at %s; hack/ingress-proxies.sh builds it (.ci/run runs it)", bin)
-	}
+	bin := builtProxy(t, "traefik", traefikVersion)
 	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	dynamic := documentedConfig(t, "traefik.yml", "yaml", map[string]string{
@@ -350,16 +351,7 @@ func startTraefik(t *testing.T, authzAddr, appAddr string, app *connectv1.Connec
 		"--global.sendAnonymousUsage=false",
 		"--log.level=INFO",
 	)
-	out, err := os.Create(filepath.Join(dir, "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitListening(t, addr, filepath.Join(dir, "stderr"))
+	runProxy(t, cmd, dir, addr)
 	waitRouted(t, "http://"+addr+"/issue-insights/panel", filepath.Join(dir, "stderr"))
 	return "http://" + addr
 }
