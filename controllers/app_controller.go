@@ -11,28 +11,26 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/appkey"
+	"github.com/tenantry/tenantry/internal/tenantcount"
 )
 
 // appKeyIndex indexes ConnectApps by spec.key, to find duplicates.
 const appKeyIndex = "spec.key"
 
-// recountWait coalesces tenant events: an app is recounted (and its
-// status written) at most once per recountWait however many of its tenants
-// change, so a burst of installs costs one app status write every few
-// seconds, not one per tenant.
+// recountWait coalesces tenant events: an app's status is written with its
+// counts at most once per recountWait however many of its tenants change,
+// so a burst of installs costs one app status write every few seconds, not
+// one per tenant.
 const recountWait = 5 * time.Second
 
 // cascadeWait is how long to wait for deleted tenants' finalizers before
@@ -53,6 +51,12 @@ type AppReconciler struct {
 	// Grants limit which namespaces may claim which app keys (the
 	// receiver's AppIndex uses the same ones).
 	Grants appkey.Grants
+
+	// counts are every app's tenant counts by phase, kept by the tenant
+	// informer's events (SetupWithManager): a reconcile reads its app's
+	// in O(1) and never lists the app's tenants. Nil (a reconciler not set
+	// up with a manager) leaves status.tenants as it is.
+	counts *tenantCounts
 }
 
 // +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connectapps,verbs=get;list;watch;update;patch
@@ -81,14 +85,21 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	counts, byPhase, err := r.countTenants(ctx, app)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
 	st := &app.Status
 	st.ObservedGeneration = app.Generation
 	st.LifecycleURLs = lifecycleURLs(app)
-	st.Tenants = counts
+	var result ctrl.Result
+	switch {
+	case r.counts == nil:
+	case r.counts.synced():
+		st.Tenants = r.counts.Counts(req.NamespacedName)
+		r.Metrics.setTenants(req.String(), tenantcount.ByPhase(st.Tenants))
+	default:
+		// The counter has not seen every tenant yet (only a reconcile
+		// called before the controller's sources synced): keep the
+		// stored counts rather than write partial ones, and come back.
+		result.RequeueAfter = recountWait
+	}
 	switch {
 	case !r.Grants.Allows(app):
 		r.setReady(app, metav1.ConditionFalse, connectv1.ReasonKeyNotGranted, fmt.Sprintf(
@@ -100,9 +111,8 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 			app.Spec.Key, owner.Namespace, owner.Name))
 	default:
 		r.setReady(app, metav1.ConditionTrue, connectv1.ReasonServing, fmt.Sprintf(
-			"serving %d tenants; put status.lifecycleUrls in the descriptor", counts.Total))
+			"serving %d tenants; put status.lifecycleUrls in the descriptor", st.Tenants.Total))
 	}
-	r.Metrics.setTenants(req.String(), byPhase)
 
 	if !equality.Semantic.DeepEqual(before.Status, app.Status) {
 		oldReady := meta.FindStatusCondition(before.Status.Conditions, connectv1.ConditionReady)
@@ -114,7 +124,7 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 	}
-	return ctrl.Result{}, nil
+	return result, nil
 }
 
 // keyOwner returns the app that serves app's key when it is another one
@@ -133,37 +143,6 @@ func (r *AppReconciler) keyOwner(ctx context.Context, app *connectv1.ConnectApp)
 		return nil, nil
 	}
 	return owner, nil
-}
-
-// countTenants counts the app's tenants by phase (from the cache).
-func (r *AppReconciler) countTenants(ctx context.Context, app *connectv1.ConnectApp) (connectv1.TenantCounts, map[string]int32, error) {
-	var list connectv1.ConnectTenantList
-	// Read-only: the cache's objects are counted, not copied.
-	if err := r.Client.List(ctx, &list, client.InNamespace(app.Namespace), client.MatchingLabels{connectv1.LabelApp: app.Name},
-		client.UnsafeDisableDeepCopy); err != nil {
-		return connectv1.TenantCounts{}, nil, err
-	}
-	byPhase := map[string]int32{}
-	for _, p := range []connectv1.TenantPhase{connectv1.PhasePending, connectv1.PhaseVerified, connectv1.PhaseUnverified,
-		connectv1.PhaseRogue, connectv1.PhaseDisabled, connectv1.PhaseUninstalled} {
-		byPhase[string(p)] = 0
-	}
-	for _, t := range list.Items {
-		phase := t.Status.Phase
-		if phase == "" {
-			phase = connectv1.PhasePending
-		}
-		byPhase[string(phase)]++
-	}
-	return connectv1.TenantCounts{
-		Total:       int32(len(list.Items)),
-		Pending:     byPhase[string(connectv1.PhasePending)],
-		Verified:    byPhase[string(connectv1.PhaseVerified)],
-		Unverified:  byPhase[string(connectv1.PhaseUnverified)],
-		Rogue:       byPhase[string(connectv1.PhaseRogue)],
-		Disabled:    byPhase[string(connectv1.PhaseDisabled)],
-		Uninstalled: byPhase[string(connectv1.PhaseUninstalled)],
-	}, byPhase, nil
 }
 
 // syncFinalizer holds the app for cascade deletion only when asked to.
@@ -250,19 +229,21 @@ func orDefault(v, def string) string {
 	return v
 }
 
-// SetupWithManager registers the controller with its index and watches:
-// a tenant's change recounts its app, and an app's change re-examines every
-// app declaring the same key (a deleted owner hands the key over).
+// SetupWithManager registers the controller with its index and sources:
+// tenant events feed the app's counts (tenantCounts, which enqueues an app
+// whose counts changed), and an app's change re-examines every app
+// declaring the same key (a deleted owner hands the key over).
 func (r *AppReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &connectv1.ConnectApp{}, appKeyIndex, func(obj client.Object) []string {
 		return []string{obj.(*connectv1.ConnectApp).Spec.Key}
 	}); err != nil {
 		return err
 	}
+	r.counts = newTenantCounts(mgr.GetCache())
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&connectv1.ConnectApp{}).
 		Named("connectapp").
-		Watches(&connectv1.ConnectTenant{}, recountApp()).
+		WatchesRawSource(r.counts).
 		Watches(&connectv1.ConnectApp{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
 			var list connectv1.ConnectAppList
 			if err := mgr.GetClient().List(ctx, &list, client.MatchingFields{appKeyIndex: obj.(*connectv1.ConnectApp).Spec.Key}); err != nil {
@@ -275,31 +256,4 @@ func (r *AppReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) 
 			return reqs
 		})).
 		Complete(r)
-}
-
-// recountApp enqueues a tenant's app, delayed by recountWait (the
-// workqueue keeps one pending entry per app), and only when the tenant
-// appears, goes or changes phase: the counts cannot change otherwise.
-func recountApp() handler.TypedEventHandler[client.Object, reconcile.Request] {
-	enqueue := func(obj client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		if name := obj.GetLabels()[connectv1.LabelApp]; name != "" {
-			q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}, recountWait)
-		}
-	}
-	return handler.TypedFuncs[client.Object, reconcile.Request]{
-		CreateFunc: func(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			enqueue(e.Object, q)
-		},
-		UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			oldT, okOld := e.ObjectOld.(*connectv1.ConnectTenant)
-			newT, okNew := e.ObjectNew.(*connectv1.ConnectTenant)
-			if okOld && okNew && oldT.GetPhase() == newT.GetPhase() {
-				return
-			}
-			enqueue(e.ObjectNew, q)
-		},
-		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			enqueue(e.Object, q)
-		},
-	}
 }

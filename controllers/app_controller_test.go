@@ -32,6 +32,7 @@ func TestAppStatus(t *testing.T) {
 	w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
 		s.Lifecycle.Installed = "/lifecycle/installed"
 	})
+	w.countTenants()
 	good, bad := atlassiantest.NewTenant("good"), atlassiantest.NewTenant("bad")
 	goodName := w.install(good, good.SharedSecret)
 	w.install(bad, "")
@@ -39,7 +40,15 @@ func TestAppStatus(t *testing.T) {
 	w.clock.Step(31 * time.Second)
 	w.reconcile(goodName) // Verified; bad is never reconciled: Pending as stored
 
-	app := w.reconcileApp(w.app)
+	// The counts come from the tenant informer, which sees the changes
+	// a moment after they are stored.
+	var app *connectv1.ConnectApp
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		app = w.reconcileApp(w.app)
+		if n := app.Status.Tenants; n.Total == 2 && n.Verified == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
 	st := app.Status
 	wantURLs := connectv1.LifecycleURLs{
 		Installed:   "https://connect.example.com/issue-insights/lifecycle/installed",
