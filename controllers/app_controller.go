@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -241,7 +242,11 @@ func (r *AppReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) 
 	}
 	r.counts = newTenantCounts(mgr.GetCache())
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&connectv1.ConnectApp{}).
+		// The app's status writes (this controller's, the Marketplace
+		// controller's) need no second look: reconciling on them would
+		// write the counts again at once and defeat recountWait during a
+		// burst.
+		For(&connectv1.ConnectApp{}, builder.WithPredicates(notStatusOnly())).
 		Named("connectapp").
 		WatchesRawSource(r.counts).
 		Watches(&connectv1.ConnectApp{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
@@ -254,6 +259,6 @@ func (r *AppReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) 
 				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&a)})
 			}
 			return reqs
-		})).
+		}), builder.WithPredicates(notStatusOnly())).
 		Complete(r)
 }

@@ -75,6 +75,7 @@ type config struct {
 	keepDir  bool
 	variants int
 	binary   string
+	memLimit string
 }
 
 func main() {
@@ -84,6 +85,7 @@ func main() {
 	flag.IntVar(&cfg.replicas, "replicas", 0, "tenantry replicas (0: the chart's default); callbacks are spread over them as a Service does")
 	flag.Float64Var(&cfg.perSrc, "rate-limit-per-source", 0, "--rate-limit-per-source for the binary (0 disables it: all load comes from one address); every other flag is the chart's default")
 	flag.IntVar(&cfg.preload, "preload", 0, "tenants stored (and verified by the operator) in the same app before the levels run")
+	flag.StringVar(&cfg.memLimit, "gomemlimit", "", "GOMEMLIMIT for the binary instead of the chart's goMemLimit (the chart's memory is sized for about 10,000 tenants; a large -preload needs more, as a user would set)")
 	flag.DurationVar(&cfg.settle, "settle-timeout", 3*time.Minute, "longest wait for a level's tenants to be verified")
 	flag.StringVar(&cfg.binary, "binary", "", "tenantry binary to run (default: build this checkout)")
 	flag.BoolVar(&cfg.keepDir, "keep", false, "keep the work directory (logs, audit log)")
@@ -157,6 +159,9 @@ func run(cfg config) error {
 	chart, err := bench.ChartDefaults()
 	if err != nil {
 		return err
+	}
+	if cfg.memLimit != "" {
+		chart.GoMemLimit = cfg.memLimit
 	}
 	if cfg.replicas == 0 {
 		cfg.replicas = chart.Replicas

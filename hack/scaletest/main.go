@@ -162,6 +162,16 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 	}
 	sweep := time.Since(sweepStart)
 	opCPU := bench.CPUs(op.PID()) - opCPU0
+	appReconciles := bench.SumSeries(bench.Scrape(metricsURL), "controller_runtime_reconcile_total", `controller="connectapp"`)
+
+	// The apps' status.tenants come from the operator's counters (issue 13
+	// goal 4): they must add up to every tenant Verified, a few seconds
+	// after the last verification (the app's status is written at most
+	// every 5 s).
+	countsRight, err := waitAppCounts(ctx, cp.Client, ns, tenantCount, 2*time.Minute)
+	if err != nil {
+		return err
+	}
 	var list connectv1.ConnectTenantList
 	if err := cp.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
 		return err
@@ -179,6 +189,8 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 		verified, tenantCount, sweep.Round(100*time.Millisecond), tenantCount, concurrency)
 	fmt.Printf("scaletest: %.0f tenant reconciles (%.0f/s); %.0f API requests by the operator = %.2f per tenant; %d verification calls served by the fake product; operator CPU %.2f ms per tenant\n",
 		reconciles, reconciles/sweep.Seconds(), requests, requests/float64(tenantCount), site.TotalRequests(), float64(opCPU.Microseconds())/1000/float64(tenantCount))
+	fmt.Printf("scaletest: apps' status.tenants show all %d Verified %s after the last verification; %.0f app reconciles during the sweep (%.1f per app)\n",
+		tenantCount, countsRight.Round(100*time.Millisecond), appReconciles, appReconciles/float64(appCount))
 	opMem, _ := bench.MemoryOf(op.PID())
 	apiMem, _ = bench.MemoryOf(apiPID)
 	etcdMem, _ = bench.MemoryOf(etcdPID)
@@ -187,4 +199,28 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 	fmt.Printf("scaletest: kube-apiserver RSS %s (peak %s), etcd RSS %s (peak %s)\n", bench.MiB(apiMem.RSS), bench.MiB(apiMem.Peak),
 		bench.MiB(etcdMem.RSS), bench.MiB(etcdMem.Peak))
 	return nil
+}
+
+// waitAppCounts waits until the apps' status.tenants.verified add up to
+// want and returns how long that took.
+func waitAppCounts(ctx context.Context, c client.Client, ns string, want int, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	for {
+		var apps connectv1.ConnectAppList
+		if err := c.List(ctx, &apps, client.InNamespace(ns)); err != nil {
+			return 0, err
+		}
+		verified, total := 0, 0
+		for _, a := range apps.Items {
+			verified += int(a.Status.Tenants.Verified)
+			total += int(a.Status.Tenants.Total)
+		}
+		if verified == want && total == want {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > limit {
+			return 0, fmt.Errorf("apps' status.tenants show %d verified of %d counted, want %d, after %s", verified, total, want, limit)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

@@ -95,6 +95,9 @@ func Start(opts Options) (*ControlPlane, error) {
 	// envtest turns fsync off whenever etcd supports the flag; an
 	// explicit value wins over its default.
 	etcd.Configure().Set("unsafe-no-fsync", strconv.FormatBool(opts.UnsafeNoFsync))
+	// etcd's largest recommended quota (the default is 2 GiB), so that a
+	// 100,000-tenant run is not cut short by the store filling up.
+	etcd.Configure().Set("quota-backend-bytes", strconv.FormatInt(8<<30, 10))
 	api := &envtest.APIServer{CertDir: certDir, StartTimeout: 3 * time.Minute}
 	if opts.Audit {
 		policy := filepath.Join(dir, "audit-policy.yaml")
