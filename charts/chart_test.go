@@ -120,7 +120,7 @@ func TestLint(t *testing.T) {
 // all run, nothing is stored.
 func TestRenderedObjectsApply(t *testing.T) {
 	ctx := context.Background()
-	for _, ns := range []string{"tenantry", "connect-apps", "team-b"} {
+	for _, ns := range []string{"tenantry", "connect-apps", "team-b", "monitoring"} {
 		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			t.Fatal(err)
 		}
@@ -194,6 +194,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"proxy.verification=proxy:3128", "verification"},
 		{"podDisruptionBudget.maxUnavailable=0", "maxUnavailable"},
 		{"rbac.clusterwide=true", "clusterwide"},
+		{"metrics.grafanaDashboard.enable=true", "enable"},
+		{"metrics.grafanaDashboard.namespace=Monitoring", "namespace"},
 		// Cluster-wide is all namespaces; a list beside it is a mistake.
 		{"rbac.clusterWide=true,watchNamespaces[0]=a", "watchNamespaces"},
 	}

@@ -153,6 +153,12 @@ func TestFullValuesRenderWhatTheySay(t *testing.T) {
 		{"proxy.noProxy", hasEnv(envVar("NO_PROXY", get("proxy.noProxy")))},
 		{"receiver.ipRangesURL (a mounted file)", hasArg("--atlassian-ip-ranges=" + get("receiver.ipRangesURL").(string))},
 		{"metrics.prometheusRule.labels", one(t, objs, "PrometheusRule").GetLabels()["release"] == "prometheus"},
+		{"metrics.grafanaDashboard", func() bool {
+			cm := one(t, objs, "ConfigMap")
+			return cm.GetNamespace() == get("metrics.grafanaDashboard.namespace") &&
+				cm.GetLabels()["team"] == "platform" && cm.GetLabels()["grafana_dashboard"] == "1" &&
+				same(cm.GetAnnotations(), get("metrics.grafanaDashboard.annotations"))
+		}()},
 		{"podDisruptionBudget.minAvailable", same(field(one(t, objs, "PodDisruptionBudget"), "spec", "minAvailable"), get("podDisruptionBudget.minAvailable"))},
 	}
 	for _, c := range checks {
@@ -283,6 +289,82 @@ func TestMonitoringOnlyWhereCRDsServed(t *testing.T) {
 				if n := len(byKind(objs, kind)); n != tt.count {
 					t.Errorf("%d %s rendered, want %d", n, kind, tt.count)
 				}
+			}
+		})
+	}
+}
+
+// dashboardConfigMaps are the rendered ConfigMaps that carry the dashboard.
+func dashboardConfigMaps(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, cm := range byKind(objs, "ConfigMap") {
+		if _, ok := cm.Object["data"].(map[string]any)["tenantry.json"]; ok {
+			out = append(out, cm)
+		}
+	}
+	return out
+}
+
+// TestGrafanaDashboardConfigMap: metrics.grafanaDashboard.enabled renders
+// files/grafana-dashboard.json, unchanged, in a ConfigMap labelled for
+// Grafana's dashboard sidecar, in the namespace and with the labels and
+// annotations asked for; it renders nothing by default.
+func TestGrafanaDashboardConfigMap(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join(chart, "files", "grafana-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(dashboardConfigMaps(render(t, ""))); n != 0 {
+		t.Errorf("default values render %d dashboard ConfigMaps, want none (opt-in)", n)
+	}
+	on := "metrics.grafanaDashboard.enabled=true"
+	tests := []struct {
+		name              string
+		set               []string
+		namespace         string
+		labels, notLabels []string
+		annotations       map[string]any
+	}{
+		{"enabled", []string{on}, "tenantry", []string{"grafana_dashboard=1", "app.kubernetes.io/name=tenantry"}, nil, nil},
+		{"another namespace, folder annotation", []string{on, "metrics.grafanaDashboard.namespace=monitoring", "metrics.grafanaDashboard.annotations.grafana_folder=Tenantry"},
+			"monitoring", []string{"grafana_dashboard=1"}, nil, map[string]any{"grafana_folder": "Tenantry"}},
+		{"another sidecar label", []string{on, "metrics.grafanaDashboard.labels.grafana_dashboard=null", "metrics.grafanaDashboard.labels.dashboards=tenantry"},
+			"tenantry", []string{"dashboards=tenantry"}, []string{"grafana_dashboard"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cms := dashboardConfigMaps(render(t, "", tt.set...))
+			if len(cms) != 1 {
+				t.Fatalf("%d dashboard ConfigMaps rendered, want 1", len(cms))
+			}
+			cm := cms[0]
+			if cm.GetNamespace() != tt.namespace {
+				t.Errorf("namespace %q, want %q", cm.GetNamespace(), tt.namespace)
+			}
+			for _, l := range tt.labels {
+				k, v, _ := strings.Cut(l, "=")
+				if got, ok := cm.GetLabels()[k]; !ok || got != v {
+					t.Errorf("label %s=%q, want %q", k, got, v)
+				}
+			}
+			for _, k := range tt.notLabels {
+				if v, ok := cm.GetLabels()[k]; ok {
+					t.Errorf("label %s=%q rendered, want none", k, v)
+				}
+			}
+			if tt.annotations != nil && !same(cm.GetAnnotations(), tt.annotations) {
+				t.Errorf("annotations %v, want %v", cm.GetAnnotations(), tt.annotations)
+			}
+			got := cm.Object["data"].(map[string]any)["tenantry.json"].(string)
+			if got != strings.TrimSpace(string(want)) {
+				t.Errorf("the ConfigMap's tenantry.json differs from files/grafana-dashboard.json")
+			}
+			var dash struct {
+				UID    string `json:"uid"`
+				Panels []any  `json:"panels"`
+			}
+			if err := json.Unmarshal([]byte(got), &dash); err != nil || dash.UID == "" || len(dash.Panels) == 0 {
+				t.Errorf("tenantry.json is not the dashboard: %v (uid %q, %d panels)", err, dash.UID, len(dash.Panels))
 			}
 		})
 	}

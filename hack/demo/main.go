@@ -37,7 +37,7 @@ func main() {
 	workdir := flag.String("workdir", "bin/demo", "where logs and the kubeconfig go")
 	keep := flag.Bool("keep", false, "keep everything running after the story, until Ctrl-C")
 	logLevel := flag.String("log-level", "info", "tenantry's --zap-log-level")
-	dump := flag.String("dump", "", "if set, write events, statuses, metrics and the secrets and tokens the story used into this directory before stopping (for the secret-hygiene test)")
+	dump := flag.String("dump", "", "if set, write events, statuses, metrics and the secrets and tokens the story used into this directory before stopping (for the secret-hygiene test; metrics.txt is also the real scrape hack/promrules checks the alerts and the dashboard against)")
 	flag.Parse()
 	if err := run(*binary, *workdir, *keep, *logLevel, *dump); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -120,6 +120,10 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 	d.receiver, d.metrics, d.egress = "http://"+addrs[0], addrs[1], "http://"+addrs[3]
 	args := []string{
 		"--kubeconfig", files.kubeconfig, "--namespace", "default",
+		// As the chart runs it: the controllers start once this replica
+		// holds the Lease (and leader_election_master_status is exported,
+		// which the dashboard and alert tests read from the dump).
+		"--leader-elect", "--leader-election-namespace", "default",
 		"--receiver-bind-address", strings.TrimPrefix(d.receiver, "http://"),
 		"--metrics-bind-address", d.metrics, "--health-probe-bind-address", addrs[2],
 		"--install-keys-url", keySrv.URL,
