@@ -35,6 +35,9 @@ type payload struct {
 	CloudID                         string `json:"cloudId"`
 	AccountID                       string `json:"accountId"`
 	PublicKey                       string `json:"publicKey"` // deprecated; bounded, then ignored
+
+	// claim binds the verified install token to this body; set by admit.
+	claim *tenantstore.InstallClaim
 }
 
 // fieldLimits bounds every known string field, in bytes. Each limit equals
@@ -243,6 +246,7 @@ func (p *payload) installation() tenantstore.Installation {
 		OAuthClientID:                   p.OAuthClientID,
 		ServerVersion:                   p.ServerVersion,
 		PluginsVersion:                  p.PluginsVersion,
+		Claim:                           p.claim,
 	}
 }
 

@@ -49,6 +49,7 @@ const (
 	// is quarantined. The precise reason stays in the metric and the log.
 	ReasonUnauthenticated  Reason = "Unauthenticated"         // 401
 	ReasonSymmetricInstall Reason = "SymmetricInstallRefused" // 401
+	ReasonTokenReused      Reason = "InstallTokenReused"      // 401: the token was accepted before with another body
 
 	ReasonBadJSON           Reason = "BadJSON"             // 400
 	ReasonUnknownApp        Reason = "UnknownApp"          // 404

@@ -253,10 +253,18 @@ func (r *Receiver) admit(req *http.Request, cb *callback) (*payload, error) {
 	if err := r.checkSourceForApp(app, source); err != nil {
 		return nil, err
 	}
-	if err := r.verify(req, token, header, app, event, p); err != nil {
+	claims, err := r.verify(req, token, header, app, event, p)
+	if err != nil {
 		return nil, err
 	}
 	cb.authenticated = true
+	if event == eventInstalled {
+		// The body is not signed: bind the token to it, so the same token
+		// cannot install another sharedSecret or baseUrl (tenantstore's
+		// install claims). The token is accepted until exp plus the leeway.
+		claim := tenantstore.ClaimFor(token, body, claims.ExpiresAt.Add(min(r.Options.ClockSkew, connectjwt.MaxLeeway)))
+		p.claim = &claim
+	}
 	if err := checkPayloadRules(app, event, p); err != nil {
 		return nil, err
 	}
@@ -397,6 +405,9 @@ func (r *Receiver) store(ctx context.Context, app *connectv1.ConnectApp, event s
 		return ReasonUnchanged, nil
 	case apierrors.IsInvalid(err):
 		return "", badRequest(ReasonRejectedByAPI, "the API server refused the tenant: %v", apiErrorMessage(err))
+	case errors.Is(err, tenantstore.ErrTokenReused):
+		return "", unauthorized(ReasonTokenReused, "this install token was already accepted with another body; "+
+			"a token binds the body it first came with, so a captured token cannot install another sharedSecret or baseUrl")
 	case errors.Is(err, tenantstore.ErrNameCollision), errors.Is(err, tenantstore.ErrNotFound):
 		return "", reject(http.StatusConflict, ReasonAppConflict, "%v", err)
 	}

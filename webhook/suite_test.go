@@ -72,6 +72,7 @@ type harness struct {
 	// metrics is the receiver's own registry, for precise reasons the
 	// caller is not told.
 	metrics *prometheus.Registry
+	cfg     harnessConfig
 }
 
 type harnessOption func(*harnessConfig)
@@ -122,6 +123,21 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	if err := env.Client.Create(ctx, app); err != nil {
 		t.Fatal(err)
 	}
+	r, url, reg := startReceiver(t, cfg, app)
+	paths := map[string]string{}
+	for _, ev := range []string{"installed", "uninstalled", "enabled", "disabled"} {
+		paths[ev] = "/" + ev
+	}
+	return &harness{
+		t: t, app: app, receiver: r, url: url, client: env.Client, metrics: reg, cfg: cfg,
+		product: atlassiantest.App{Key: app.Spec.Key, BaseURL: app.Spec.BaseURL, Paths: paths},
+	}
+}
+
+// startReceiver serves app with a receiver of its own, as one replica of
+// the operator does, and returns it with its URL and metrics registry.
+func startReceiver(t *testing.T, cfg harnessConfig, app *connectv1.ConnectApp) (*webhook.Receiver, string, *prometheus.Registry) {
+	t.Helper()
 	var trusted []netip.Prefix
 	if !cfg.untrusted {
 		trusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
@@ -139,14 +155,22 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	}).Init()
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	paths := map[string]string{}
-	for _, ev := range []string{"installed", "uninstalled", "enabled", "disabled"} {
-		paths[ev] = "/" + ev
+	return r, srv.URL, reg
+}
+
+// replica starts a second receiver for the harness's app with an API
+// client of its own: another replica of the operator behind the same
+// Service.
+func (h *harness) replica() string {
+	h.t.Helper()
+	cl, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		h.t.Fatal(err)
 	}
-	return &harness{
-		t: t, app: app, receiver: r, url: srv.URL, client: env.Client, metrics: reg,
-		product: atlassiantest.App{Key: app.Spec.Key, BaseURL: app.Spec.BaseURL, Paths: paths},
-	}
+	cfg := h.cfg
+	cfg.client = cl
+	_, url, _ := startReceiver(h.t, cfg, h.app)
+	return url
 }
 
 // send delivers req from inside Atlassian's ranges (through the trusted

@@ -13,8 +13,8 @@ import (
 // verify checks the callback's JWT: RS256 with Atlassian's install key for
 // installed and uninstalled, HS256 with the tenant's stored secret for
 // enabled and disabled (docs/protocol.md §1.2). The algorithm comes from the
-// event, never from the token's header.
-func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Header, app *connectv1.ConnectApp, event string, p *payload) error {
+// event, never from the token's header. It returns the verified claims.
+func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Header, app *connectv1.ConnectApp, event string, p *payload) (*connectjwt.Claims, error) {
 	want := connectjwt.Expectations{
 		Issuer: p.ClientKey,
 		// qsh covers POST and the lifecycle path relative to the app's
@@ -28,56 +28,56 @@ func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Hea
 		return r.verifySymmetric(req, token, app, event, p, want)
 	}
 	if header.Alg != "RS256" {
-		return unauthorized(ReasonAlgorithm, "%s callbacks must be signed RS256, not %q", event, truncate(header.Alg, 16))
+		return nil, unauthorized(ReasonAlgorithm, "%s callbacks must be signed RS256, not %q", event, truncate(header.Alg, 16))
 	}
 	key, err := r.Keys.Key(req.Context(), header.Kid, p.BaseURL)
 	switch {
 	case errors.Is(err, installkeys.ErrInvalidKid):
-		return unauthorized(ReasonInvalidKid, "%v", err)
+		return nil, unauthorized(ReasonInvalidKid, "%v", err)
 	case errors.Is(err, installkeys.ErrUnknownKid):
-		return unauthorized(ReasonUnknownKid, "%v", err)
+		return nil, unauthorized(ReasonUnknownKid, "%v", err)
 	case errors.Is(err, installkeys.ErrFetchBudget):
-		return retryable(ReasonKeyFetchBudget, "%v; retry later", err)
+		return nil, retryable(ReasonKeyFetchBudget, "%v; retry later", err)
 	case err != nil:
-		return retryable(ReasonKeyServerUnavailable, "cannot fetch the install key: %v", err)
+		return nil, retryable(ReasonKeyServerUnavailable, "cannot fetch the install key: %v", err)
 	}
 	want.Audiences = audiences(app)
-	_, err = connectjwt.VerifyRS256(token, key, want)
-	return tokenRejection(err)
+	claims, err := connectjwt.VerifyRS256(token, key, want)
+	return claims, tokenRejection(err)
 }
 
 // verifySymmetric checks an HS256 token against the secret stored for the
 // tenant: never the one in the payload, which anyone can choose (the classic
 // forgery of a first install).
-func (r *Receiver) verifySymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event string, p *payload, want connectjwt.Expectations) error {
-	err := r.checkSymmetric(req, token, app, event, p, want)
+func (r *Receiver) verifySymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event string, p *payload, want connectjwt.Expectations) (*connectjwt.Claims, error) {
+	claims, err := r.checkSymmetric(req, token, app, event, p, want)
 	var rej *rejection
 	if errors.As(err, &rej) && rej.status == http.StatusUnauthorized {
 		rej.public = ReasonUnauthenticated
 	}
-	return err
+	return claims, err
 }
 
 // checkSymmetric is verifySymmetric's decision, with the precise reason.
-func (r *Receiver) checkSymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event string, p *payload, want connectjwt.Expectations) error {
+func (r *Receiver) checkSymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event string, p *payload, want connectjwt.Expectations) (*connectjwt.Claims, error) {
 	tenant, err := r.Store.Get(req.Context(), app, p.ClientKey)
 	switch {
 	case errors.Is(err, tenantstore.ErrNotFound) && event == eventInstalled:
-		return unauthorized(ReasonSymmetricInstall, "a symmetrically signed install is accepted only for a tenant already stored")
+		return nil, unauthorized(ReasonSymmetricInstall, "a symmetrically signed install is accepted only for a tenant already stored")
 	case errors.Is(err, tenantstore.ErrNotFound):
-		return unauthorized(ReasonUnknownTenant, "no tenant with this clientKey is stored for app %q; %s callbacks are signed with the secret of an earlier install", app.Spec.Key, event)
+		return nil, unauthorized(ReasonUnknownTenant, "no tenant with this clientKey is stored for app %q; %s callbacks are signed with the secret of an earlier install", app.Spec.Key, event)
 	case err != nil:
-		return retryable(ReasonStorageUnavailable, "cannot read the tenant (%s); retry later", apiErrorMessage(err))
+		return nil, retryable(ReasonStorageUnavailable, "cannot read the tenant (%s); retry later", apiErrorMessage(err))
 	}
 	secret, err := r.Store.SharedSecret(req.Context(), tenant)
 	switch {
 	case errors.Is(err, tenantstore.ErrSecretMissing):
-		return unauthorized(ReasonSecretMissing, "the tenant's stored shared secret is gone (quarantined or deleted); only a new signed install restores it")
+		return nil, unauthorized(ReasonSecretMissing, "the tenant's stored shared secret is gone (quarantined or deleted); only a new signed install restores it")
 	case err != nil:
-		return retryable(ReasonStorageUnavailable, "cannot read the tenant's secret (%s); retry later", apiErrorMessage(err))
+		return nil, retryable(ReasonStorageUnavailable, "cannot read the tenant's secret (%s); retry later", apiErrorMessage(err))
 	}
-	_, err = connectjwt.VerifyHS256(token, secret, want)
-	return tokenRejection(err)
+	claims, err := connectjwt.VerifyHS256(token, secret, want)
+	return claims, tokenRejection(err)
 }
 
 func symmetricAllowed(app *connectv1.ConnectApp) bool {

@@ -30,10 +30,19 @@ const (
 
 	// AnnotationSecretFingerprint, on a ConnectTenant, is the fingerprint of
 	// the shared secret the receiver last stored (see status.secretFingerprint
-	// for the format). The receiver writes it after the Secret, so a change
-	// tells the tenant controller that the secret rotated without it reading
-	// Secrets to find out.
+	// for the format). The receiver writes it with the tenant, just before
+	// the Secret, so a change tells the tenant controller that the secret
+	// rotated without it reading Secrets to find out, and a Secret that does
+	// not match it yet is one the controller waits for.
 	AnnotationSecretFingerprint = "connect.tenantry.dev/secret-fingerprint"
+
+	// AnnotationInstallClaims, on a ConnectTenant, remembers the install
+	// tokens the receiver accepted for it while they can still be accepted,
+	// each bound to a digest of the body it came with, so that a captured
+	// token replayed with another body is refused (internal/tenantstore,
+	// claims.go). It holds digests only, never a token or a secret. Every
+	// receiver replica reads and writes it with optimistic concurrency.
+	AnnotationInstallClaims = "connect.tenantry.dev/install-claims"
 
 	// AppCascadeFinalizer holds a ConnectApp that carries
 	// AnnotationCascadeDelete until its tenants are deleted.

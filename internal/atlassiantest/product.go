@@ -130,6 +130,11 @@ func (p *Product) Callback(event string, app App, t Tenant) *Callback {
 		"iat": now.Unix(),
 		"exp": now.Add(tokenLifetime).Unix(),
 		"qsh": connectjwt.QueryStringHash(http.MethodPost, app.Path(event), "", nil),
+		// Tenantry reads no jti on Connect callbacks (Atlassian's are not
+		// documented to carry one). It keeps two callbacks built within one
+		// second from being the very same token, which the receiver would
+		// take for a captured token replayed with another body.
+		"jti": randomID(),
 	}
 	if event == EventInstalled || event == EventUninstalled {
 		claims["aud"] = []string{app.BaseURL}

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -45,6 +46,15 @@ var ErrNameCollision = errors.New("tenant name collision")
 type Store struct {
 	Client client.Client
 	Scheme *runtime.Scheme
+	// Now is the clock that expires install claims; nil means time.Now.
+	Now func() time.Time
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // Installation is what an `installed` callback says about a tenant.
@@ -62,6 +72,11 @@ type Installation struct {
 	OAuthClientID                   string
 	ServerVersion                   string
 	PluginsVersion                  string
+	// Claim, when set, binds the install token that carried this
+	// installation to its body: the same token with another body is
+	// refused with ErrTokenReused. The receiver sets it; an import, which
+	// has no token, leaves it nil.
+	Claim *InstallClaim
 }
 
 // InstallResult says what an install changed, for events, logs and metrics.
@@ -82,11 +97,13 @@ type InstallResult struct {
 
 // install creates or updates the tenant and its Secret so that they hold
 // what in says, idempotently: a retried identical callback writes nothing.
-// A new tenant is created before its Secret (the Secret is owned by it);
-// for an existing tenant the Secret is written first and the tenant's
-// fingerprint annotation second, so the annotation never names a secret
-// that is not stored yet. Conflicts are retried; any other API error is
-// returned and the caller must not acknowledge the callback.
+// The tenant is written first and its Secret second, for a new tenant (the
+// Secret is owned by it) and for an existing one (the tenant is where every
+// receiver replica serialises on in.Claim, so a token replayed with another
+// body is refused before its secret is stored). Until the Secret follows,
+// the tenant's fingerprint annotation names a secret the tenant controller
+// does not find yet, and it waits for it. Conflicts are retried; any other
+// API error is returned and the caller must not acknowledge the callback.
 func (s *Store) install(ctx context.Context, app *connectv1.ConnectApp, in Installation) (InstallResult, error) {
 	name := TenantName(app.Name, in.ClientKey)
 	key := types.NamespacedName{Namespace: app.Namespace, Name: name}
@@ -98,28 +115,29 @@ func (s *Store) install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 		return res, err
 	}
 
-	existing := &connectv1.ConnectTenant{}
-	err := s.Client.Get(ctx, key, existing)
+	tenant := &connectv1.ConnectTenant{}
+	err := s.Client.Get(ctx, key, tenant)
 	switch {
 	case apierrors.IsNotFound(err):
 		// Deleted between our create and get: start over.
 		return s.install(ctx, app, in)
 	case err != nil:
 		return InstallResult{}, fmt.Errorf("get tenant %s: %w", key, err)
-	case existing.Spec.ClientKey != in.ClientKey:
+	case tenant.Spec.ClientKey != in.ClientKey:
 		return InstallResult{}, fmt.Errorf("%w: %s already holds another clientKey", ErrNameCollision, key)
 	}
 
 	res := InstallResult{}
-	secretChanged, secretWritten, err := s.ensureSecret(ctx, existing, in)
-	if err != nil {
-		return InstallResult{}, err
-	}
-	res.SecretChanged = secretChanged
-
+	tenantWritten, fresh := false, true
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		tenant := &connectv1.ConnectTenant{}
-		if err := s.Client.Get(ctx, key, tenant); err != nil {
+		if !fresh {
+			tenant = &connectv1.ConnectTenant{}
+			if err := s.Client.Get(ctx, key, tenant); err != nil {
+				return err
+			}
+		}
+		fresh = false
+		if err := checkClaim(tenant, in.Claim, s.now()); err != nil {
 			return err
 		}
 		desired := tenant.DeepCopy()
@@ -128,17 +146,28 @@ func (s *Store) install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 			res.PreviousBaseURL = tenant.Spec.BaseURL
 		}
 		applyInstallation(desired, app, in, fingerprint)
+		recordClaim(desired, in.Claim, s.now())
 		res.Tenant = desired
-		if equality.Semantic.DeepEqual(tenant.Spec, desired.Spec) &&
-			equality.Semantic.DeepEqual(tenant.ObjectMeta, desired.ObjectMeta) {
-			res.Unchanged = !secretWritten
+		tenantWritten = !equality.Semantic.DeepEqual(tenant.Spec, desired.Spec) ||
+			!equality.Semantic.DeepEqual(tenant.ObjectMeta, desired.ObjectMeta)
+		if !tenantWritten {
 			return nil
 		}
 		return s.Client.Update(ctx, desired)
 	})
+	if errors.Is(err, ErrTokenReused) {
+		return InstallResult{}, err
+	}
 	if err != nil {
 		return InstallResult{}, fmt.Errorf("update tenant %s: %w", key, err)
 	}
+
+	secretChanged, secretWritten, err := s.ensureSecret(ctx, res.Tenant, in)
+	if err != nil {
+		return InstallResult{}, err
+	}
+	res.SecretChanged = secretChanged
+	res.Unchanged = !tenantWritten && !secretWritten
 	return res, nil
 }
 
@@ -147,6 +176,7 @@ func (s *Store) install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 func (s *Store) create(ctx context.Context, app *connectv1.ConnectApp, key types.NamespacedName, in Installation, fingerprint string) (InstallResult, error) {
 	tenant := &connectv1.ConnectTenant{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
 	applyInstallation(tenant, app, in, fingerprint)
+	recordClaim(tenant, in.Claim, s.now())
 	if err := s.Client.Create(ctx, tenant); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return InstallResult{}, err
