@@ -11,7 +11,7 @@ func (x *Index) Indexed(key types.NamespacedName, resourceVersion string) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	t, ok := x.tenants[key]
-	return ok && t.ResourceVersion == resourceVersion && len(x.secrets[key]) > 0
+	return ok && t.ResourceVersion == resourceVersion && x.secrets[key] != nil
 }
 
 // HasApp reports whether the index holds the app.
@@ -24,7 +24,7 @@ func (x *Index) HasApp(key types.NamespacedName) bool {
 func (x *Index) HasNoSecret(key types.NamespacedName) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.secrets[key]) == 0
+	return x.secrets[key] == nil
 }
 
 // Decisions is the decision counter for one label set.

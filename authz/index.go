@@ -29,7 +29,7 @@ type Index struct {
 	mu      sync.RWMutex
 	apps    map[types.NamespacedName]*connectv1.ConnectApp
 	tenants map[types.NamespacedName]*connectv1.ConnectTenant
-	secrets map[types.NamespacedName][]byte
+	secrets map[types.NamespacedName]*corev1.Secret
 	forge   forgeIndex
 
 	synced []toolscache.ResourceEventHandlerRegistration
@@ -40,7 +40,7 @@ func NewIndex() *Index {
 	return &Index{
 		apps:    map[types.NamespacedName]*connectv1.ConnectApp{},
 		tenants: map[types.NamespacedName]*connectv1.ConnectTenant{},
-		secrets: map[types.NamespacedName][]byte{},
+		secrets: map[types.NamespacedName]*corev1.Secret{},
 	}
 }
 
@@ -97,8 +97,8 @@ func (x *Index) set(o any) {
 		x.tenants[client.ObjectKeyFromObject(obj)] = obj
 		x.forge.set(obj)
 	case *corev1.Secret:
-		if secret := obj.Data[connectv1.SecretKeySharedSecret]; len(secret) > 0 {
-			x.secrets[client.ObjectKeyFromObject(obj)] = secret
+		if len(obj.Data[connectv1.SecretKeySharedSecret]) > 0 {
+			x.secrets[client.ObjectKeyFromObject(obj)] = obj
 		} else {
 			delete(x.secrets, client.ObjectKeyFromObject(obj))
 		}
@@ -148,7 +148,7 @@ func (a appTenants) Lookup(_ context.Context, clientKey string) (*connect.Tenant
 	key := types.NamespacedName{Namespace: a.app.Namespace, Name: tenantstore.TenantName(a.app.Name, clientKey)}
 	a.index.mu.RLock()
 	tenant, known := a.index.tenants[key]
-	var secret []byte
+	var secret *corev1.Secret
 	if known {
 		secret = a.index.secrets[types.NamespacedName{Namespace: key.Namespace, Name: tenant.Spec.SharedSecretRef.Name}]
 	}
@@ -157,7 +157,7 @@ func (a appTenants) Lookup(_ context.Context, clientKey string) (*connect.Tenant
 	if !known || tenant.Spec.ClientKey != clientKey || tenant.Spec.AppRef.Name != a.app.Name {
 		return nil, fmt.Errorf("%w: app %s/%s has no tenant with this clientKey", connect.ErrUnknownTenant, a.app.Namespace, a.app.Name)
 	}
-	if len(secret) == 0 {
+	if secret == nil {
 		return nil, fmt.Errorf("%w: tenant %s", connect.ErrSecretMissing, key)
 	}
 	return connect.NewTenant(tenant, a.app.Spec.Key, secret), nil

@@ -143,7 +143,11 @@ func (f *fixture) install(tenant atlassiantest.Tenant, phase connectv1.TenantPha
 		before := res.Tenant.DeepCopy()
 		res.Tenant.Status.Phase = phase
 		if phase == connectv1.PhaseVerified { // as the controller records a verification
-			fp := tenantstore.Fingerprint([]byte(tenant.SharedSecret))
+			secret, err := tenantstore.ReadSecret(ctx, env.Client, res.Tenant)
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			fp := tenantstore.SecretFingerprint(secret.Data)
 			res.Tenant.Status.SecretFingerprint, res.Tenant.Status.VerifiedSecretFingerprint = fp, fp
 		}
 		if err := env.Client.Status().Patch(ctx, res.Tenant, client.MergeFrom(before)); err != nil {

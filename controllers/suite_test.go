@@ -130,6 +130,16 @@ func (w *world) reconcile(name string) (*connectv1.ConnectTenant, ctrl.Result) {
 	return tenant, res
 }
 
+// fingerprintOf is the fingerprint of the secret the tenant's Secret holds.
+func (w *world) fingerprintOf(name string) string {
+	w.t.Helper()
+	secret := &corev1.Secret{}
+	if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: w.app.Namespace, Name: name}, secret); err != nil {
+		w.t.Fatal(err)
+	}
+	return tenantstore.SecretFingerprint(secret.Data)
+}
+
 func (w *world) secretExists(name string) bool {
 	w.t.Helper()
 	err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: w.app.Namespace, Name: name}, &corev1.Secret{})

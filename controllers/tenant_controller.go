@@ -81,7 +81,7 @@ type TenantReconciler struct {
 // +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connecttenants,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connecttenants/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connecttenants/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile observes the tenant, its app, its Secret and (when one is due)
@@ -137,21 +137,32 @@ func (r *TenantReconciler) observe(ctx context.Context, tenant *connectv1.Connec
 	f.policy, f.appKey = effectivePolicy(app), app.Spec.Key
 	f.jitter = r.jitter(time.Duration(float64(f.policy.interval) * jitterFraction))
 	if tenant.Spec.SharedSecretRef.Name == "" {
-		f.fingerprint = fingerprintOf([]byte(tenant.Spec.InstallationID))
+		// The installationId is in the spec for anyone to read: its
+		// fingerprint only shows a reinstall, and needs no key.
+		f.fingerprint = tenantstore.Fingerprint(nil, []byte(tenant.Spec.InstallationID))
 		return f, nil
 	}
-	secret, err := r.sharedSecret(ctx, tenant)
+	secret, err := r.storedSecret(ctx, tenant)
 	if err != nil {
 		return f, fmt.Errorf("read Secret: %w", err)
 	}
+	if secret == nil {
+		f.secret = secretMissing
+		return f, nil
+	}
+	f.rekey = tenantstore.NeedsRekey(tenant, secret.Data)
 	announced := tenant.Annotations[connectv1.AnnotationSecretFingerprint]
 	switch {
-	case secret == nil:
-		f.secret = secretMissing
-	case announced != "" && fingerprintOf(secret) != announced:
+	case announced != "" && !tenantstore.Names(announced, secret.Data):
 		f.secret = secretNotAnnounce
+	case tenantstore.FingerprintKey(secret.Data) == nil:
+		f.secret = secretUnkeyed
 	default:
-		f.fingerprint, f.secretValue = fingerprintOf(secret), secret
+		f.secretValue = secret.Data[connectv1.SecretKeySharedSecret]
+		f.fingerprint = tenantstore.SecretFingerprint(secret.Data)
+		if tenantstore.IsLegacyFingerprint(tenant.Status.SecretFingerprint) {
+			f.legacyFingerprint = tenantstore.LegacyFingerprint(f.secretValue)
+		}
 	}
 	return f, nil
 }
@@ -211,6 +222,14 @@ func (r *TenantReconciler) act(ctx context.Context, tenant *connectv1.ConnectTen
 		if err := r.setQuarantined(ctx, tenant, a.kind == actLabelQuarantined); err != nil {
 			return fmt.Errorf("quarantine: set label: %w", err)
 		}
+	case actRekey:
+		status := tenant.Status
+		_, err := tenantstore.Rekey(ctx, r.Client, r.apiReader(), tenant)
+		tenant.Status = status
+		if err != nil && !apierrors.IsConflict(err) {
+			return fmt.Errorf("rekey: %w", err)
+		}
+		// A conflict is a receiver's write, whose event wakes the tenant.
 	case actDeleteTenant:
 		if err := r.deleteTenant(ctx, tenant); err != nil {
 			return fmt.Errorf("delete tenant: %w", err)
@@ -240,9 +259,10 @@ func (r *TenantReconciler) setQuarantined(ctx context.Context, tenant *connectv1
 	return nil
 }
 
-// sharedSecret reads the tenant's secret; nil when it does not exist.
-func (r *TenantReconciler) sharedSecret(ctx context.Context, tenant *connectv1.ConnectTenant) ([]byte, error) {
-	secret, err := tenantstore.ReadSharedSecret(ctx, r.Secrets, tenant)
+// storedSecret reads the tenant's Secret; nil when it does not exist or
+// holds no shared secret.
+func (r *TenantReconciler) storedSecret(ctx context.Context, tenant *connectv1.ConnectTenant) (*corev1.Secret, error) {
+	secret, err := tenantstore.ReadSecret(ctx, r.Secrets, tenant)
 	if errors.Is(err, tenantstore.ErrSecretMissing) {
 		return nil, nil
 	}
@@ -282,11 +302,7 @@ func (r *TenantReconciler) deleteTenant(ctx context.Context, tenant *connectv1.C
 // Secret, and the Secret's event can arrive before the tenant's, so the
 // API server is asked before anything is deleted.
 func (r *TenantReconciler) deleteOrphanedSecret(ctx context.Context, key types.NamespacedName) error {
-	reader := r.APIReader
-	if reader == nil {
-		reader = r.Client
-	}
-	err := reader.Get(ctx, key, &connectv1.ConnectTenant{})
+	err := r.apiReader().Get(ctx, key, &connectv1.ConnectTenant{})
 	switch {
 	case err == nil:
 		return nil // the cache is behind; the tenant's own event follows
@@ -316,7 +332,7 @@ func (r *TenantReconciler) deleteSecretIf(ctx context.Context, key types.Namespa
 	if secret.Labels[connectv1.LabelManagedBy] != connectv1.ManagedByValue {
 		return false, nil
 	}
-	if fingerprint != "" && fingerprintOf(secret.Data[connectv1.SecretKeySharedSecret]) != fingerprint {
+	if fingerprint != "" && !tenantstore.Names(fingerprint, secret.Data) {
 		return false, nil
 	}
 	if err := r.Client.Delete(ctx, secret, client.Preconditions{UID: &secret.UID}); err != nil {
@@ -324,6 +340,14 @@ func (r *TenantReconciler) deleteSecretIf(ctx context.Context, key types.Namespa
 	}
 	ctrl.LoggerFrom(ctx).Info("deleted tenant Secret", "secret", key.Name)
 	return true, nil
+}
+
+// apiReader is APIReader, or Client when it is nil.
+func (r *TenantReconciler) apiReader() client.Reader {
+	if r.APIReader == nil {
+		return r.Client
+	}
+	return r.APIReader
 }
 
 // ensureFinalizer holds the tenant until its Secret is deleted with it.

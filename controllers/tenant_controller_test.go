@@ -17,7 +17,6 @@ import (
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
-	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
 func TestVerifiedPath(t *testing.T) {
@@ -44,7 +43,7 @@ func TestVerifiedPath(t *testing.T) {
 			t.Errorf("condition %s observedGeneration %d, want %d", c.Type, c.ObservedGeneration, tenant.Generation)
 		}
 	}
-	if st.SecretFingerprint != tenantstore.Fingerprint([]byte(acme.SharedSecret)) || st.SecretRotations != 0 {
+	if st.SecretFingerprint != w.fingerprintOf(name) || st.SecretRotations != 0 {
 		t.Errorf("fingerprint %q rotations %d", st.SecretFingerprint, st.SecretRotations)
 	}
 	if res.RequeueAfter != 24*time.Hour {
@@ -167,7 +166,7 @@ func TestRotationIsCountedAndVerifiedAfterInitialDelay(t *testing.T) {
 	w.clock.Step(time.Minute)
 	tenant, res := w.reconcile(name)
 	st := tenant.Status
-	if st.SecretRotations != 1 || st.SecretRotatedAt == nil || st.SecretFingerprint != tenantstore.Fingerprint([]byte(rotated.SharedSecret)) {
+	if st.SecretRotations != 1 || st.SecretRotatedAt == nil || st.SecretFingerprint != w.fingerprintOf(name) {
 		t.Errorf("rotation not counted: %+v", st)
 	}
 	// A verification proves one secret: the new one is not Verified

@@ -27,6 +27,7 @@ const (
 	secretPresent     secretState = iota
 	secretMissing                 // no Secret, or no sharedSecret key
 	secretNotAnnounce             // a Secret, not yet the one the receiver announced
+	secretUnkeyed                 // a Secret an older Tenantry wrote, without a fingerprint key
 )
 
 // tenantFacts is everything decideTenant needs besides the tenant.
@@ -38,6 +39,13 @@ type tenantFacts struct {
 	// fingerprint is the present Secret's fingerprint (Connect), or the
 	// installationId's (Forge-only).
 	fingerprint string
+	// legacyFingerprint is the present secret's unkeyed fingerprint, set
+	// only while the status holds one (written by an older Tenantry), to
+	// tell an upgrade from a rotation.
+	legacyFingerprint string
+	// rekey: the Secret lacks a fingerprint key or the annotation is
+	// unkeyed (tenantstore.NeedsRekey).
+	rekey bool
 	// verification is the result of the call made for this decision; nil
 	// when none was made.
 	verification *tenantcheck.Result
@@ -59,6 +67,7 @@ const (
 	actLabelQuarantined
 	actUnlabelQuarantined
 	actDeleteTenant // rogue policy Delete, or retention over
+	actRekey        // key a Secret and annotation an older Tenantry wrote (tenantstore.Rekey)
 )
 
 type tenantAction struct {
@@ -94,6 +103,12 @@ func decideTenant(t *connectv1.ConnectTenant, f tenantFacts) tenantDecision {
 	st := &d.status
 	p := f.policy
 	written := st.ObservedGeneration != 0 // the controller has written before
+	if tenantstore.IsLegacyFingerprint(st.SecretFingerprint) || tenantstore.IsLegacyFingerprint(st.VerifiedSecretFingerprint) {
+		d.unkeyedProofDropped(t, f)
+	}
+	if f.rekey {
+		d.actions = append(d.actions, tenantAction{kind: actRekey})
+	}
 
 	switch {
 	case f.appMissing:
@@ -124,8 +139,16 @@ func decideTenant(t *connectv1.ConnectTenant, f tenantFacts) tenantDecision {
 		}
 		return d.forgeOnly(t, f)
 	}
+	if f.secret == secretUnkeyed {
+		// No fingerprint can be made of this Secret until actRekey adds a
+		// key; its update wakes the tenant, judged as usual then. Nothing
+		// else is written meanwhile.
+		return tenantDecision{status: t.Status, actions: d.actions, requeue: secretWait}
+	}
 
 	switch {
+	case f.secret == secretPresent && tenantstore.IsLegacyFingerprint(st.SecretFingerprint) && st.SecretFingerprint == f.legacyFingerprint:
+		d.rekeyed(f)
 	case f.secret == secretPresent && st.SecretFingerprint != f.fingerprint:
 		d.rotated(f) // counts a reinstall that brought a new secret once
 	case reinstalled:
@@ -217,6 +240,36 @@ func (d *tenantDecision) rotated(f tenantFacts) {
 	if !secretProven(st) {
 		d.setCond(connectv1.ConditionVerified, metav1.ConditionFalse, connectv1.ReasonSecretRotated,
 			"a re-install replaced the shared secret; the product has not confirmed the new one yet", f.now, d.generation)
+	}
+}
+
+// rekeyed moves a status an older Tenantry wrote, with the unkeyed
+// fingerprint of the very secret stored now, to that secret's keyed
+// fingerprint. The secret did not change, so this is no rotation: nothing
+// is counted and no grace toward Rogue starts. But what the old status
+// proved was recorded unkeyed, which proves nothing, so the secret is
+// verified again, at once: the product has held it for long, and until
+// then unverifiedTenants: Refuse refuses its tokens.
+func (d *tenantDecision) rekeyed(f tenantFacts) {
+	st := &d.status
+	st.SecretFingerprint = f.fingerprint
+	if st.Phase != connectv1.PhaseRogue { // judged already; only a re-install clears it
+		st.NextVerificationAt = ptrTime(f.now)
+	}
+}
+
+// unkeyedProofDropped: a status an older Tenantry wrote recorded what the
+// last verification proved by an unkeyed fingerprint. That proves nothing
+// (anyone could compute it over a guess), and shown it is an oracle for
+// guesses, so it is dropped and Verified no longer claims it.
+func (d *tenantDecision) unkeyedProofDropped(t *connectv1.ConnectTenant, f tenantFacts) {
+	st := &d.status
+	if tenantstore.IsLegacyFingerprint(st.VerifiedSecretFingerprint) {
+		st.VerifiedSecretFingerprint = ""
+	}
+	if meta.IsStatusConditionTrue(st.Conditions, connectv1.ConditionVerified) {
+		d.set(t, f.now, connectv1.ConditionVerified, metav1.ConditionFalse, connectv1.ReasonSecretRekeyed,
+			"the last verification was recorded with an unkeyed fingerprint by an older Tenantry, which proves nothing; the secret is verified again")
 	}
 }
 
@@ -437,6 +490,3 @@ func pick[T any](cond bool, yes, no T) T {
 	}
 	return no
 }
-
-// fingerprintOf is the fingerprint the status records for a secret.
-func fingerprintOf(secret []byte) string { return tenantstore.Fingerprint(secret) }

@@ -9,6 +9,7 @@ import (
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/tenantcheck"
+	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
 // TestDecideTenant runs the pure state machine over every phase and every
@@ -18,7 +19,7 @@ func TestDecideTenant(t *testing.T) {
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	p := policy{interval: time.Hour, timeout: 10 * time.Second, initialDelay: 30 * time.Second,
 		gracePeriod: 2 * time.Hour, retention: 48 * time.Hour, action: connectv1.RogueQuarantine}
-	const fp, fpNew = "sha256:0000000000000001", "sha256:0000000000000002"
+	const fp, fpNew = "hmac-sha256:0000000000000001", "hmac-sha256:0000000000000002"
 	ago := func(d time.Duration) *metav1.Time { return ptrTime(now.Add(-d)) }
 
 	// Starting phases, as the controller stores them.
@@ -166,7 +167,7 @@ func TestDecideReinstall(t *testing.T) {
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	p := policy{interval: time.Hour, timeout: 10 * time.Second, initialDelay: 30 * time.Second,
 		gracePeriod: 2 * time.Hour, retention: 48 * time.Hour, action: connectv1.RogueQuarantine}
-	const fp, fpNew = "sha256:0000000000000001", "sha256:0000000000000002"
+	const fp, fpNew = "hmac-sha256:0000000000000001", "hmac-sha256:0000000000000002"
 	const oldID, newID = "ari:cloud:ecosystem::installation/old", "ari:cloud:ecosystem::installation/new"
 	connectTenant := func() *connectv1.ConnectTenant {
 		return &connectv1.ConnectTenant{
@@ -212,6 +213,107 @@ func TestDecideReinstall(t *testing.T) {
 			}
 			if tt.wantRotations > 0 && len(d.notes) != 1 {
 				t.Errorf("notes %+v, want exactly one for the reinstall", d.notes)
+			}
+		})
+	}
+}
+
+// TestDecideUpgradeFromUnkeyedFingerprints: a status an older Tenantry
+// wrote names its secret by an unkeyed fingerprint. That is never proof:
+// the same secret is verified again at once (no rotation counted), a
+// secret that changed meanwhile is a rotation, and a Secret without a
+// fingerprint key is keyed before anything else is decided.
+func TestDecideUpgradeFromUnkeyedFingerprints(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	p := policy{interval: time.Hour, timeout: 10 * time.Second, initialDelay: 30 * time.Second,
+		gracePeriod: 2 * time.Hour, retention: 48 * time.Hour, action: connectv1.RogueQuarantine}
+	legacy, legacyOther := tenantstore.LegacyFingerprint([]byte("the-secret")), tenantstore.LegacyFingerprint([]byte("another-secret"))
+	const keyed = "hmac-sha256:00000000000000aa"
+	verifiedCond := []metav1.Condition{{Type: connectv1.ConditionVerified, Status: metav1.ConditionTrue, Reason: connectv1.ReasonVerified.String()}}
+	tests := []struct {
+		name   string
+		status connectv1.ConnectTenantStatus
+		facts  func(*tenantFacts)
+		// verify: a verification is asked for at once; the rest is then
+		// checked against each answer instead.
+		verify      bool
+		phase       connectv1.TenantPhase
+		reason      connectv1.Reason // of the Verified condition
+		rotations   int32
+		actions     []actionKind
+		fingerprint string // status.secretFingerprint after
+	}{
+		{"Verified under the unkeyed fingerprint of the stored secret: verified again at once",
+			written(connectv1.PhaseVerified, legacy, legacy, now.Add(time.Hour)),
+			func(f *tenantFacts) {}, true, "", "", 0, nil, ""},
+		{"Verified before verifiedSecretFingerprint existed (the fallback pkg/connect had): verified again at once",
+			func() connectv1.ConnectTenantStatus {
+				st := written(connectv1.PhaseVerified, legacy, "", now.Add(time.Hour))
+				st.Conditions = verifiedCond
+				return st
+			}(),
+			func(f *tenantFacts) {}, true, "", "", 0, nil, ""},
+		{"the secret changed during the upgrade: a rotation",
+			written(connectv1.PhaseVerified, legacyOther, legacyOther, now.Add(time.Hour)),
+			func(f *tenantFacts) {}, false, connectv1.PhasePending, connectv1.ReasonSecretRotated, 1, nil, keyed},
+		{"judged rogue before the upgrade: still rogue, under the keyed fingerprint",
+			written(connectv1.PhaseRogue, legacy, "", time.Time{}),
+			func(f *tenantFacts) {}, false, connectv1.PhaseRogue, "", 0, []actionKind{actDeleteSecret, actLabelQuarantined}, keyed},
+		{"a Secret without a fingerprint key: keyed first, nothing written",
+			written(connectv1.PhaseVerified, legacy, legacy, now.Add(time.Hour)),
+			func(f *tenantFacts) {
+				f.secret, f.fingerprint, f.legacyFingerprint, f.rekey = secretUnkeyed, "", "", true
+			},
+			false, connectv1.PhaseVerified, connectv1.ReasonVerified, 0, []actionKind{actRekey}, legacy},
+		{"a keyed status whose annotation is still unkeyed: the annotation is replaced",
+			written(connectv1.PhaseVerified, keyed, keyed, now.Add(time.Hour)),
+			func(f *tenantFacts) { f.rekey, f.legacyFingerprint = true, "" },
+			false, connectv1.PhaseVerified, connectv1.ReasonVerified, 0, []actionKind{actRekey}, keyed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tenant := &connectv1.ConnectTenant{
+				ObjectMeta: metav1.ObjectMeta{Name: "t", Generation: 1},
+				Spec: connectv1.ConnectTenantSpec{AppRef: connectv1.AppReference{Name: "app"}, ClientKey: "k",
+					BaseURL: "https://acme.atlassian.net", SharedSecretRef: connectv1.SecretReference{Name: "t"}},
+				Status: tt.status,
+			}
+			f := tenantFacts{now: now, policy: p, fingerprint: keyed, legacyFingerprint: legacy}
+			tt.facts(&f)
+			d := decideTenant(tenant, f)
+			if d.verify != tt.verify {
+				t.Fatalf("verify = %v, want %v", d.verify, tt.verify)
+			}
+			if d.verify {
+				// Verified again at once: what the product answers decides.
+				// A confirmation proves the keyed fingerprint; anything else
+				// proves nothing, and no rotation is counted either way.
+				for outcome, want := range map[tenantcheck.Outcome]connectv1.TenantPhase{
+					tenantcheck.Verified: connectv1.PhaseVerified, tenantcheck.Rejected: connectv1.PhaseUnverified, tenantcheck.Inconclusive: connectv1.PhasePending,
+				} {
+					f.verification = &tenantcheck.Result{Outcome: outcome, Reason: outcome.String()}
+					st := decideTenant(tenant, f).status
+					proven := pick(outcome == tenantcheck.Verified, keyed, "")
+					if st.Phase != want || st.SecretFingerprint != keyed || st.VerifiedSecretFingerprint != proven || st.SecretRotations != 0 {
+						t.Errorf("%s: phase %s secretFingerprint %q verifiedSecretFingerprint %q rotations %d; want %s %q %q 0",
+							outcome, st.Phase, st.SecretFingerprint, st.VerifiedSecretFingerprint, st.SecretRotations, want, keyed, proven)
+					}
+				}
+				return
+			}
+			st := d.status
+			var kinds []actionKind
+			for _, a := range d.actions {
+				kinds = append(kinds, a.kind)
+			}
+			cond := meta.FindStatusCondition(st.Conditions, connectv1.ConditionVerified)
+			if st.Phase != tt.phase || st.SecretRotations != tt.rotations || !equalKinds(kinds, tt.actions) || st.SecretFingerprint != tt.fingerprint ||
+				(tt.reason != "" && (cond == nil || cond.Reason != tt.reason.String())) {
+				t.Errorf("phase %s rotations %d actions %v secretFingerprint %q Verified %+v; want %s %d %v %q %s",
+					st.Phase, st.SecretRotations, kinds, st.SecretFingerprint, cond, tt.phase, tt.rotations, tt.actions, tt.fingerprint, tt.reason)
+			}
+			if tenantstore.IsLegacyFingerprint(st.VerifiedSecretFingerprint) && f.secret != secretUnkeyed {
+				t.Errorf("an unkeyed verifiedSecretFingerprint %q survived", st.VerifiedSecretFingerprint)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tenantry/tenantry/egress"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/tenantstore"
 	"github.com/tenantry/tenantry/pkg/connect"
 )
 
@@ -29,7 +30,11 @@ func BenchmarkEgress(b *testing.B) {
 	s.host = s.tenant.BaseURL[len("https://"):]
 	sites.handle(s.host, api)
 	stored := f.store_(s)
-	tenant := connect.NewTenant(stored, f.app.Spec.Key, []byte(s.tenant.SharedSecret))
+	secret, err := tenantstore.ReadSecret(context.Background(), f.store.Client, stored)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tenant := connect.NewTenant(stored, f.app.Spec.Key, secret)
 	direct := tenant.Client(handler.Transport)
 	// The caller's own client, keeping connections to the endpoint alive.
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}

@@ -225,7 +225,7 @@ func (h *Handler) prepare(r *http.Request) (*call, *url.URL, *refusal) {
 	if ref := tenantState(obj); ref != nil {
 		return c, nil, ref
 	}
-	secret, err := tenantstore.ReadSharedSecret(ctx, h.Reader, obj)
+	secret, err := tenantstore.ReadSecret(ctx, h.Reader, obj)
 	if err != nil {
 		if errors.Is(err, tenantstore.ErrSecretMissing) {
 			return c, nil, &refusal{reason: reasonSecretMissing, err: err}
@@ -248,7 +248,7 @@ func (h *Handler) prepare(r *http.Request) (*call, *url.URL, *refusal) {
 	}
 
 	if c.mode == "user" {
-		if ref := h.userToken(r, c, obj, secret); ref != nil {
+		if ref := h.userToken(r, c, obj, secret.Data[connectv1.SecretKeySharedSecret]); ref != nil {
 			return c, nil, ref
 		}
 	}

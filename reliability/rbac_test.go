@@ -16,7 +16,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
@@ -110,9 +109,7 @@ func TestRunsUnderChartRBAC(t *testing.T) {
 	if err := env.Client.Create(ctx, foreign); err != nil {
 		t.Fatal(err)
 	}
-	as := rest.CopyConfig(env.Config)
-	as.Impersonate = rest.ImpersonationConfig{UserName: serviceAccount}
-	asSA, err := client.New(as, client.Options{Scheme: env.Scheme})
+	asSA, err := env.ClientAs(serviceAccount)
 	if err != nil {
 		t.Fatal(err)
 	}

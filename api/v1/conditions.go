@@ -75,6 +75,10 @@ const (
 	// ReasonSecretRotated: a re-install replaced the shared secret, which
 	// the product has not confirmed yet.
 	ReasonSecretRotated Reason = "SecretRotated"
+	// ReasonSecretRekeyed: the last verification was recorded with an
+	// unkeyed fingerprint by an older Tenantry, which proves nothing; the
+	// secret is verified again.
+	ReasonSecretRekeyed Reason = "SecretRekeyed"
 	// ReasonAppMissing: the tenant's ConnectApp does not exist (orphaned).
 	ReasonAppMissing Reason = "AppMissing"
 	// ReasonForgeInstallation: a Forge installation with no shared secret;

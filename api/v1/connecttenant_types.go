@@ -275,11 +275,17 @@ type ConnectTenantStatus struct {
 	InstallationID string `json:"installationId,omitempty"`
 
 	// secretFingerprint identifies the current shared secret without
-	// revealing it: `sha256:` and the first 16 hex digits of the SHA-256
-	// of an HMAC of the secret under a fixed label, so it cannot be used to
-	// test guesses of a secret faster than brute force.
+	// revealing it: `hmac-sha256:` and 16 hex digits of an HMAC-SHA256 of
+	// the secret under a random key stored beside it in the tenant's Secret
+	// (data key `fingerprintKey`), drawn when the Secret is created and
+	// kept for its life. Without read access to that Secret it cannot be computed, so
+	// it confirms no guess of the secret, and two tenants with one secret
+	// show different fingerprints. `sha256:` marks the unkeyed form older
+	// versions wrote (anyone could compute it over a guess): still accepted
+	// so that their statuses stay valid, replaced by the controller at the
+	// tenant's next reconcile, never taken as proof.
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^sha256:[0-9a-f]{16}$`
+	// +kubebuilder:validation:Pattern=`^(hmac-sha256|sha256):[0-9a-f]{16}$`
 	// +optional
 	SecretFingerprint string `json:"secretFingerprint,omitempty"`
 
@@ -294,9 +300,11 @@ type ConnectTenantStatus struct {
 	// secret: after a rotation the new secret is unverified until the
 	// product confirms it, whatever the phase said before, and `/authz`
 	// under unverifiedTenants: Refuse compares the secret it holds with
-	// this fingerprint, not the phase.
+	// this fingerprint, not the phase. Only the keyed form proves anything:
+	// a status an older version wrote with an unkeyed fingerprint is
+	// verified again after an upgrade.
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^sha256:[0-9a-f]{16}$`
+	// +kubebuilder:validation:Pattern=`^(hmac-sha256|sha256):[0-9a-f]{16}$`
 	// +optional
 	VerifiedSecretFingerprint string `json:"verifiedSecretFingerprint,omitempty"`
 }

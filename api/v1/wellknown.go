@@ -30,10 +30,12 @@ const (
 
 	// AnnotationSecretFingerprint, on a ConnectTenant, is the fingerprint of
 	// the shared secret the receiver last stored (see status.secretFingerprint
-	// for the format). The receiver writes it with the tenant, just before
-	// the Secret, so a change tells the tenant controller that the secret
-	// rotated without it reading Secrets to find out, and a Secret that does
-	// not match it yet is one the controller waits for.
+	// for the format; it is keyed with the Secret's fingerprintKey, so it
+	// reveals nothing to readers of the tenant). The receiver writes it with
+	// the tenant, just before the Secret, so a change tells the tenant
+	// controller that the secret rotated without it reading Secrets to find
+	// out, and a Secret that does not match it yet is one the controller
+	// waits for.
 	AnnotationSecretFingerprint = "connect.tenantry.dev/secret-fingerprint"
 
 	// AnnotationInstallClaims, on a ConnectTenant, remembers the install
@@ -64,4 +66,11 @@ const (
 	// its Secret, so that an app mounting the Secret needs nothing else.
 	SecretKeyClientKey = "clientKey"
 	SecretKeyBaseURL   = "baseUrl"
+
+	// SecretKeyFingerprintKey is the Secret data key of the random key the
+	// shared secret's fingerprint is made with (32 bytes, drawn when the
+	// Secret is created). It lives beside the secret so that only a reader
+	// of the Secret can compute or test a fingerprint; see
+	// status.secretFingerprint.
+	SecretKeyFingerprintKey = "fingerprintKey"
 )

@@ -423,11 +423,12 @@ func ceilingWith(ctx context.Context, c client.Client, cp *bench.ControlPlane, p
 		clientKey := fmt.Sprintf("%s-%08d-0000-0000-0000-000000000000", prefix, i)
 		name := tenantstore.TenantName("ceiling-app", clientKey)
 		baseURL := fmt.Sprintf("https://ceiling-%s-%d.atlassian.net", prefix, i)
+		fingerprintKey := tenantstore.NewFingerprintKey()
 		tenant := &connectv1.ConnectTenant{
 			ObjectMeta: metav1.ObjectMeta{
 				Namespace: ceilingNamespace, Name: name,
 				Labels:      map[string]string{connectv1.LabelApp: "ceiling-app"},
-				Annotations: map[string]string{connectv1.AnnotationSecretFingerprint: tenantstore.Fingerprint(secret)},
+				Annotations: map[string]string{connectv1.AnnotationSecretFingerprint: tenantstore.Fingerprint(fingerprintKey, secret)},
 				Finalizers:  []string{connectv1.TenantFinalizer},
 			},
 			Spec: connectv1.ConnectTenantSpec{
@@ -446,7 +447,7 @@ func ceilingWith(ctx context.Context, c client.Client, cp *bench.ControlPlane, p
 				Labels: map[string]string{connectv1.LabelApp: "ceiling-app", connectv1.LabelManagedBy: connectv1.ManagedByValue}},
 			Type: connectv1.SecretTypeSharedSecret,
 			Data: map[string][]byte{connectv1.SecretKeySharedSecret: secret, connectv1.SecretKeyClientKey: []byte(clientKey),
-				connectv1.SecretKeyBaseURL: []byte(baseURL)},
+				connectv1.SecretKeyBaseURL: []byte(baseURL), connectv1.SecretKeyFingerprintKey: fingerprintKey},
 		}
 		_ = controllerutil.SetControllerReference(tenant, s, cp.Scheme)
 		if err := c.Create(ctx, s, opts...); err != nil {

@@ -1,7 +1,6 @@
 package tenantstore
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 )
@@ -27,18 +26,4 @@ func TenantName(appName, clientKey string) string {
 func ClientKeyHash(clientKey string) string {
 	sum := sha256.Sum256([]byte(clientKey))
 	return hex.EncodeToString(sum[:6])
-}
-
-// fingerprintLabel keys the HMAC that turns a shared secret into its
-// fingerprint. A keyed hash rather than a plain one, so that a published
-// fingerprint is no ready-made oracle against precomputed tables.
-const fingerprintLabel = "connect.tenantry.dev/secret-fingerprint/v1"
-
-// Fingerprint identifies a shared secret without revealing it:
-// "sha256:" and 16 hex digits of HMAC-SHA256(fingerprintLabel, secret).
-// Status and annotations carry it so that rotations are visible.
-func Fingerprint(sharedSecret []byte) string {
-	mac := hmac.New(sha256.New, []byte(fingerprintLabel))
-	mac.Write(sharedSecret)
-	return "sha256:" + hex.EncodeToString(mac.Sum(nil))[:16]
 }

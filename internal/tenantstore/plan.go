@@ -46,22 +46,26 @@ func (s *Store) Plan(ctx context.Context, app *connectv1.ConnectApp, in Installa
 	if tenant.Spec.ClientKey != in.ClientKey {
 		return Plan{}, fmt.Errorf("%w: %s already holds another clientKey", ErrNameCollision, key)
 	}
+	stored, err := ReadSecret(ctx, s.Client, tenant)
+	if err != nil && !errors.Is(err, ErrSecretMissing) {
+		return Plan{}, err
+	}
+	plan := Plan{Exists: true, SecretDiffers: stored == nil || !bytes.Equal(stored.Data[connectv1.SecretKeySharedSecret], in.SharedSecret)}
+	// The annotation an install writes is made with the Secret's fingerprint
+	// key. A Secret an older Tenantry wrote without a key is not a
+	// difference by itself: the tenant controller keys it. A missing Secret
+	// gets a new random key, so its annotation cannot be foreseen;
+	// SecretDiffers already says that it changes.
+	fingerprint := tenant.Annotations[connectv1.AnnotationSecretFingerprint]
+	if stored != nil && FingerprintKey(stored.Data) != nil {
+		fingerprint = Fingerprint(FingerprintKey(stored.Data), in.SharedSecret)
+	}
 	desired := tenant.DeepCopy()
-	applyInstallation(desired, app, in, Fingerprint(in.SharedSecret))
+	applyInstallation(desired, app, in, fingerprint)
 	if state != "" {
 		desired.Spec.State = state
 	}
-	plan := Plan{Exists: true}
 	plan.SpecDiffers = !equality.Semantic.DeepEqual(tenant.Spec, desired.Spec) ||
 		!equality.Semantic.DeepEqual(tenant.ObjectMeta, desired.ObjectMeta)
-	stored, err := ReadSharedSecret(ctx, s.Client, tenant)
-	switch {
-	case errors.Is(err, ErrSecretMissing):
-		plan.SecretDiffers = true
-	case err != nil:
-		return Plan{}, err
-	default:
-		plan.SecretDiffers = !bytes.Equal(stored, in.SharedSecret)
-	}
 	return plan, nil
 }

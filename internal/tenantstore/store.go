@@ -107,11 +107,10 @@ type InstallResult struct {
 func (s *Store) install(ctx context.Context, app *connectv1.ConnectApp, in Installation) (InstallResult, error) {
 	name := TenantName(app.Name, in.ClientKey)
 	key := types.NamespacedName{Namespace: app.Namespace, Name: name}
-	fingerprint := Fingerprint(in.SharedSecret)
 
 	// Most installs are first installs: try to create at once, which costs
 	// two API calls in all, and fall back to reading on AlreadyExists.
-	if res, err := s.create(ctx, app, key, in, fingerprint); !apierrors.IsAlreadyExists(err) {
+	if res, err := s.create(ctx, app, key, in); !apierrors.IsAlreadyExists(err) {
 		return res, err
 	}
 
@@ -127,6 +126,11 @@ func (s *Store) install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 		return InstallResult{}, fmt.Errorf("%w: %s already holds another clientKey", ErrNameCollision, key)
 	}
 
+	fingerprintKey, err := s.fingerprintKeyOf(ctx, key)
+	if err != nil {
+		return InstallResult{}, err
+	}
+	fingerprint := Fingerprint(fingerprintKey, in.SharedSecret)
 	res := InstallResult{}
 	tenantWritten, fresh := false, true
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -162,8 +166,11 @@ func (s *Store) install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 		return InstallResult{}, fmt.Errorf("update tenant %s: %w", key, err)
 	}
 
-	secretChanged, secretWritten, err := s.ensureSecret(ctx, res.Tenant, in)
+	secretChanged, secretWritten, storedKey, err := s.ensureSecret(ctx, res.Tenant, in, fingerprintKey)
 	if err != nil {
+		return InstallResult{}, err
+	}
+	if err := s.reannounce(ctx, key, fingerprint, Fingerprint(storedKey, in.SharedSecret)); err != nil {
 		return InstallResult{}, err
 	}
 	res.SecretChanged = secretChanged
@@ -171,9 +178,11 @@ func (s *Store) install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 	return res, nil
 }
 
-// create creates the tenant and then its Secret. It returns an
-// AlreadyExists error, untouched, when the tenant exists.
-func (s *Store) create(ctx context.Context, app *connectv1.ConnectApp, key types.NamespacedName, in Installation, fingerprint string) (InstallResult, error) {
+// create creates the tenant and then its Secret, with a new fingerprint
+// key. It returns an AlreadyExists error, untouched, when the tenant exists.
+func (s *Store) create(ctx context.Context, app *connectv1.ConnectApp, key types.NamespacedName, in Installation) (InstallResult, error) {
+	fingerprintKey := NewFingerprintKey()
+	fingerprint := Fingerprint(fingerprintKey, in.SharedSecret)
 	tenant := &connectv1.ConnectTenant{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
 	applyInstallation(tenant, app, in, fingerprint)
 	recordClaim(tenant, in.Claim, s.now())
@@ -184,13 +193,17 @@ func (s *Store) create(ctx context.Context, app *connectv1.ConnectApp, key types
 		return InstallResult{}, fmt.Errorf("create tenant %s: %w", key, err)
 	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
-	if err := s.applySecret(secret, tenant, in); err != nil {
+	if err := s.applySecret(secret, tenant, in, fingerprintKey); err != nil {
 		return InstallResult{}, err
 	}
 	err := s.Client.Create(ctx, secret)
 	if apierrors.IsAlreadyExists(err) {
-		// A Secret left from an earlier tenant of this name: adopt it.
-		_, _, err = s.ensureSecret(ctx, tenant, in)
+		// A Secret left from an earlier tenant of this name, or created by
+		// a concurrent delivery: adopt it, and announce its key.
+		var storedKey []byte
+		if _, _, storedKey, err = s.ensureSecret(ctx, tenant, in, fingerprintKey); err == nil {
+			err = s.reannounce(ctx, key, fingerprint, Fingerprint(storedKey, in.SharedSecret))
+		}
 	}
 	if err != nil {
 		return InstallResult{}, fmt.Errorf("store secret %s: %w", key, err)
@@ -244,18 +257,19 @@ func applyInstallation(tenant *connectv1.ConnectTenant, app *connectv1.ConnectAp
 }
 
 // ensureSecret makes the tenant's Secret hold in's secret and identity,
-// owned by tenant. It reports whether the shared secret itself changed
-// (a rotation) and whether it wrote anything (a rotation, or a Secret that
-// was missing or stale).
-func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenant, in Installation) (changed, written bool, err error) {
+// owned by tenant, and a fingerprint key: the one it holds, or
+// fingerprintKey when it holds none (fingerprint.go). It reports whether
+// the shared secret itself changed (a rotation), whether it wrote anything
+// (a rotation, or a Secret that was missing or stale) and the key stored.
+func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenant, in Installation, fingerprintKey []byte) (changed, written bool, storedKey []byte, err error) {
 	key := types.NamespacedName{Namespace: tenant.Namespace, Name: tenant.Name}
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		secret := &corev1.Secret{}
 		err := s.Client.Get(ctx, key, secret)
 		if apierrors.IsNotFound(err) {
-			written = true
+			written, storedKey = true, fingerprintKey
 			secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
-			if err := s.applySecret(secret, tenant, in); err != nil {
+			if err := s.applySecret(secret, tenant, in, storedKey); err != nil {
 				return err
 			}
 			err := s.Client.Create(ctx, secret)
@@ -269,7 +283,10 @@ func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenan
 			return err
 		}
 		desired := secret.DeepCopy()
-		if err := s.applySecret(desired, tenant, in); err != nil {
+		if storedKey = FingerprintKey(secret.Data); storedKey == nil {
+			storedKey = fingerprintKey
+		}
+		if err := s.applySecret(desired, tenant, in, storedKey); err != nil {
 			return err
 		}
 		changed = !bytes.Equal(secret.Data[connectv1.SecretKeySharedSecret], in.SharedSecret)
@@ -280,12 +297,12 @@ func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenan
 		return s.Client.Update(ctx, desired)
 	})
 	if err != nil {
-		return false, false, fmt.Errorf("store secret %s: %w", key, err)
+		return false, false, nil, fmt.Errorf("store secret %s: %w", key, err)
 	}
-	return changed, written, nil
+	return changed, written, storedKey, nil
 }
 
-func (s *Store) applySecret(secret *corev1.Secret, tenant *connectv1.ConnectTenant, in Installation) error {
+func (s *Store) applySecret(secret *corev1.Secret, tenant *connectv1.ConnectTenant, in Installation, fingerprintKey []byte) error {
 	if secret.Labels == nil {
 		secret.Labels = map[string]string{}
 	}
@@ -293,9 +310,10 @@ func (s *Store) applySecret(secret *corev1.Secret, tenant *connectv1.ConnectTena
 	secret.Labels[connectv1.LabelManagedBy] = connectv1.ManagedByValue
 	secret.Type = connectv1.SecretTypeSharedSecret
 	secret.Data = map[string][]byte{
-		connectv1.SecretKeySharedSecret: in.SharedSecret,
-		connectv1.SecretKeyClientKey:    []byte(in.ClientKey),
-		connectv1.SecretKeyBaseURL:      []byte(in.BaseURL),
+		connectv1.SecretKeySharedSecret:   in.SharedSecret,
+		connectv1.SecretKeyClientKey:      []byte(in.ClientKey),
+		connectv1.SecretKeyBaseURL:        []byte(in.BaseURL),
+		connectv1.SecretKeyFingerprintKey: fingerprintKey,
 	}
 	// A Secret left over from an earlier tenant of the same name (deleted
 	// and installed again) passes to the new one.
@@ -373,6 +391,17 @@ func (s *Store) SharedSecret(ctx context.Context, tenant *connectv1.ConnectTenan
 // ReadSharedSecret reads the tenant's shared secret with reader, or
 // reports ErrSecretMissing.
 func ReadSharedSecret(ctx context.Context, reader client.Reader, tenant *connectv1.ConnectTenant) ([]byte, error) {
+	secret, err := ReadSecret(ctx, reader, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return secret.Data[connectv1.SecretKeySharedSecret], nil
+}
+
+// ReadSecret reads the tenant's Secret with reader, or reports
+// ErrSecretMissing (with a nil Secret) when it does not exist or holds no
+// shared secret.
+func ReadSecret(ctx context.Context, reader client.Reader, tenant *connectv1.ConnectTenant) (*corev1.Secret, error) {
 	key := types.NamespacedName{Namespace: tenant.Namespace, Name: tenant.Spec.SharedSecretRef.Name}
 	secret := &corev1.Secret{}
 	if err := reader.Get(ctx, key, secret); err != nil {
@@ -381,11 +410,10 @@ func ReadSharedSecret(ctx context.Context, reader client.Reader, tenant *connect
 		}
 		return nil, fmt.Errorf("get secret %s: %w", key, err)
 	}
-	value := secret.Data[connectv1.SecretKeySharedSecret]
-	if len(value) == 0 {
+	if len(secret.Data[connectv1.SecretKeySharedSecret]) == 0 {
 		return nil, fmt.Errorf("%w: Secret %s has no %q key", ErrSecretMissing, key, connectv1.SecretKeySharedSecret)
 	}
-	return value, nil
+	return secret, nil
 }
 
 func ptrTo[T any](v T) *T { return &v }

@@ -1,6 +1,7 @@
 package tenantstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -85,7 +86,8 @@ func TestInstallCreatesTenantAndOwnedSecret(t *testing.T) {
 	}{
 		{"tenant app label", tenant.Labels[connectv1.LabelApp], app.Name},
 		{"tenant finalizer", tenant.Finalizers, []string{connectv1.TenantFinalizer}},
-		{"tenant fingerprint annotation", tenant.Annotations[connectv1.AnnotationSecretFingerprint], tenantstore.Fingerprint([]byte("s3cret-one"))},
+		{"tenant fingerprint annotation", tenant.Annotations[connectv1.AnnotationSecretFingerprint], tenantstore.Fingerprint(secret.Data[connectv1.SecretKeyFingerprintKey], []byte("s3cret-one"))},
+		{"fingerprint key size", len(tenantstore.FingerprintKey(secret.Data)), 32},
 		{"spec.clientKey", tenant.Spec.ClientKey, "client-1"},
 		{"spec.appRef", tenant.Spec.AppRef.Name, app.Name},
 		{"spec.baseUrl", tenant.Spec.BaseURL, "https://acme.atlassian.net"},
@@ -142,8 +144,14 @@ func TestInstallIsIdempotentAndTracksChanges(t *testing.T) {
 	if got := string(secret.Data[connectv1.SecretKeySharedSecret]); got != "second" {
 		t.Errorf("secret not rotated")
 	}
-	if got := tenant.Annotations[connectv1.AnnotationSecretFingerprint]; got != tenantstore.Fingerprint([]byte("second")) {
+	if got := tenant.Annotations[connectv1.AnnotationSecretFingerprint]; got != tenantstore.SecretFingerprint(secret.Data) || got == before.Annotations[connectv1.AnnotationSecretFingerprint] {
 		t.Errorf("fingerprint annotation %q does not match the new secret", got)
+	}
+	// The Secret keeps its fingerprint key for its life, so concurrent
+	// deliveries agree on the annotation; the fingerprint changes with the
+	// secret.
+	if !bytes.Equal(tenantstore.FingerprintKey(secret.Data), tenantstore.FingerprintKey(beforeSecret.Data)) {
+		t.Errorf("the rotation replaced the fingerprint key")
 	}
 	if tenant.Spec.BaseURL != renamed.BaseURL {
 		t.Errorf("baseUrl = %s, want %s", tenant.Spec.BaseURL, renamed.BaseURL)
@@ -230,7 +238,12 @@ func TestConcurrentDeliveriesStoreOnce(t *testing.T) {
 	_ = env.Client.List(ctx, &tenants, client.InNamespace(app.Namespace))
 	_ = env.Client.List(ctx, &secrets, client.InNamespace(app.Namespace), client.MatchingLabels{connectv1.LabelManagedBy: connectv1.ManagedByValue})
 	if len(tenants.Items) != 1 || len(secrets.Items) != 1 {
-		t.Errorf("stored %d tenants and %d secrets, want 1 and 1", len(tenants.Items), len(secrets.Items))
+		t.Fatalf("stored %d tenants and %d secrets, want 1 and 1", len(tenants.Items), len(secrets.Items))
+	}
+	// Each delivery drew its own fingerprint key; the tenant announces the
+	// one the Secret kept, or the controller would wait for it forever.
+	if got, want := tenants.Items[0].Annotations[connectv1.AnnotationSecretFingerprint], tenantstore.SecretFingerprint(secrets.Items[0].Data); got != want || want == "" {
+		t.Errorf("the tenant announces %q, the Secret holds %q", got, want)
 	}
 }
 

@@ -122,6 +122,14 @@ func (e *Env) init() error {
 	return os.WriteFile(e.Kubeconfig, kubeconfig, 0o600)
 }
 
+// ClientAs is a client that impersonates user, so that a test acts with
+// exactly that identity's RBAC, as the API server enforces it.
+func (e *Env) ClientAs(user string) (client.Client, error) {
+	cfg := rest.CopyConfig(e.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	return client.New(cfg, client.Options{Scheme: e.Scheme})
+}
+
 // KubeconfigAs writes a kubeconfig that impersonates user (for example
 // "system:serviceaccount:tenantry:tenantry"), so a process runs with
 // exactly that identity's RBAC, and returns its path.

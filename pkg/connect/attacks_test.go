@@ -31,7 +31,7 @@ func (a attackTenants) Lookup(_ context.Context, clientKey string) (*connect.Ten
 // attackServer is an app behind Middleware on 127.0.0.1 that records the
 // path and query of every request it lets through.
 func attackServer(t *testing.T, secret []byte) (srv *httptest.Server, reached func() []string) {
-	acme := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"), appKey, secret)
+	acme := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"), appKey, stored(secret))
 	v := &connect.Verifier{Tenants: attackTenants{acme}, BaseURL: "https://connect.example.com/issue-insights", ContextTokenPaths: []string{"/api/"}}
 	var seen []string
 	srv = httptest.NewServer(v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

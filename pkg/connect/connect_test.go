@@ -33,8 +33,16 @@ func tenantObject(name, clientKey, baseURL string) *connectv1.ConnectTenant {
 		Spec: connectv1.ConnectTenantSpec{AppRef: connectv1.AppReference{Name: "issue-insights"}, ClientKey: clientKey, BaseURL: baseURL,
 			ProductType: "jira", SharedSecretRef: connectv1.SecretReference{Name: name}, State: connectv1.TenantInstalled},
 		// Verified, of the secret "s" the tests store for it.
-		Status: connectv1.ConnectTenantStatus{Phase: connectv1.PhaseVerified, VerifiedSecretFingerprint: tenantstore.Fingerprint([]byte("s"))},
+		Status: connectv1.ConnectTenantStatus{Phase: connectv1.PhaseVerified, VerifiedSecretFingerprint: tenantstore.SecretFingerprint(stored([]byte("s")).Data)},
 	}
+}
+
+// testFingerprintKey is the fingerprint key of the tests' Secrets.
+var testFingerprintKey = []byte("0123456789abcdef0123456789abcdef")
+
+// stored is a tenant Secret holding secret, as the receiver stores it.
+func stored(secret []byte) *corev1.Secret {
+	return &corev1.Secret{Data: map[string][]byte{connectv1.SecretKeySharedSecret: secret, connectv1.SecretKeyFingerprintKey: testFingerprintKey}}
 }
 
 // dialTo makes every connection go to addr, trusting pool: one local TLS
@@ -60,7 +68,7 @@ func TestClientSignsAsTheProductExpects(t *testing.T) {
 			secret := []byte("s3cr3t-of-acme-for-issue-insights")
 			site.KnowOn("acme.atlassian.net", appKey, secret)
 
-			tenant := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"+tt.basePath), appKey, secret)
+			tenant := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"+tt.basePath), appKey, stored(secret))
 			req, err := tenant.NewRequest(context.Background(), http.MethodGet, "/rest/atlassian-connect/1/addons/"+appKey+"?expand=license", nil)
 			if err != nil {
 				t.Fatal(err)
@@ -77,7 +85,7 @@ func TestClientSignsAsTheProductExpects(t *testing.T) {
 				t.Errorf("Client modified the caller's request")
 			}
 
-			wrong := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"+tt.basePath), appKey, []byte("another-secret"))
+			wrong := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"+tt.basePath), appKey, stored([]byte("another-secret")))
 			resp, err = wrong.Client(dialTo(srv.Listener.Addr().String(), pool)).Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -91,7 +99,7 @@ func TestClientSignsAsTheProductExpects(t *testing.T) {
 }
 
 func TestSignRefusesOtherHosts(t *testing.T) {
-	tenant := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"), appKey, []byte("secret"))
+	tenant := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"), appKey, stored([]byte("secret")))
 	req, _ := http.NewRequest(http.MethodGet, "https://attacker.example.com/collect", nil)
 	if err := tenant.Sign(req); err == nil || req.Header.Get("Authorization") != "" {
 		t.Fatalf("Sign of a request to another host: err %v, Authorization %q; want an error and no token", err, req.Header.Get("Authorization"))
@@ -111,7 +119,7 @@ func TestTenantsLookup(t *testing.T) {
 	impostorName := tenantstore.TenantName("issue-insights", "client-collides")
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(
 		tenantObject(name, "client-acme", "https://acme.atlassian.net"),
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: name}, Data: map[string][]byte{connectv1.SecretKeySharedSecret: []byte("s")}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: name}, Data: stored([]byte("s")).Data},
 		tenantObject(noSecret, "client-nosecret", "https://nosecret.atlassian.net"),
 		// Stands for a hash collision: the object at the name has another clientKey.
 		tenantObject(impostorName, "client-someone-else", "https://other.atlassian.net"),
@@ -149,7 +157,7 @@ func (s staticTenants) Lookup(_ context.Context, clientKey string) (*connect.Ten
 
 func TestMiddleware(t *testing.T) {
 	secret := []byte("acme-secret")
-	acme := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"), appKey, secret)
+	acme := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"), appKey, stored(secret))
 	v := &connect.Verifier{Tenants: staticTenants{"client-acme": acme}, BaseURL: "https://connect.example.com/issue-insights"}
 	var seen *connect.Identity
 	srv := httptest.NewServer(v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -53,7 +53,7 @@ func TestClientRefusesRedirectToHTTP(t *testing.T) {
 		},
 		TLSClientConfig: &tls.Config{RootCAs: pool},
 	}
-	tenant := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"), appKey, []byte("acme-secret"))
+	tenant := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"), appKey, stored([]byte("acme-secret")))
 	client := tenant.Client(transport)
 
 	req, _ := tenant.NewRequest(context.Background(), http.MethodGet, "/rest/api/3/myself", nil)
@@ -84,7 +84,7 @@ func TestClientRefusesRedirectToHTTP(t *testing.T) {
 }
 
 func TestSignRefusesPlainHTTPForAnHTTPSTenant(t *testing.T) {
-	tenant := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"), appKey, []byte("secret"))
+	tenant := connect.NewTenant(tenantObject("t", "client-acme", "https://acme.atlassian.net"), appKey, stored([]byte("secret")))
 	req, _ := http.NewRequest(http.MethodGet, "http://acme.atlassian.net/rest/api/3/myself", nil)
 	if err := tenant.Sign(req); err == nil || req.Header.Get("Authorization") != "" {
 		t.Fatalf("Sign of an http request for an https tenant: err %v, Authorization %q; want an error and no token", err, req.Header.Get("Authorization"))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,35 +46,42 @@ type Tenant struct {
 // it is stored, before the controller has even seen it.
 func (t *Tenant) Verified() bool { return t.verified }
 
-// NewTenant builds a Tenant from its ConnectTenant and shared secret, for
-// apps that read them some other way (and for tests).
-func NewTenant(obj *connectv1.ConnectTenant, appKey string, sharedSecret []byte) *Tenant {
+// NewTenant builds a Tenant from its ConnectTenant and its Secret, for
+// apps that read them some other way (and for tests). secret is nil for a
+// Forge installation, which has none. The whole Secret is needed, not only
+// the shared secret: Verified compares the fingerprint made with the key
+// stored beside the secret.
+func NewTenant(obj *connectv1.ConnectTenant, appKey string, secret *corev1.Secret) *Tenant {
+	var sharedSecret []byte
+	if secret != nil {
+		sharedSecret = secret.Data[connectv1.SecretKeySharedSecret]
+	}
 	return &Tenant{
 		Name: obj.Name, Namespace: obj.Namespace,
 		AppKey: appKey, ClientKey: obj.Spec.ClientKey, BaseURL: obj.Spec.BaseURL, ProductType: obj.Spec.ProductType,
 		Installed:    obj.Spec.State != connectv1.TenantUninstalled && obj.DeletionTimestamp == nil,
 		Enabled:      obj.Spec.Enabled == nil || *obj.Spec.Enabled,
 		Phase:        string(obj.Status.Phase),
-		verified:     provenSecret(obj, sharedSecret),
+		verified:     provenSecret(obj, secret),
 		sharedSecret: sharedSecret,
 	}
 }
 
 // provenSecret: the tenant is Verified and its last verification proved
-// this very secret (by fingerprint; status.secretFingerprint for a status
-// written before verifiedSecretFingerprint existed).
-func provenSecret(obj *connectv1.ConnectTenant, sharedSecret []byte) bool {
+// this very secret, as stored (status.verifiedSecretFingerprint is the
+// keyed fingerprint of secret's data). Nothing else counts: not
+// status.secretFingerprint (which names the current secret, proven or
+// not), and not a fingerprint an older Tenantry wrote unkeyed (anyone
+// could have computed it; the controller verifies such a tenant again).
+func provenSecret(obj *connectv1.ConnectTenant, secret *corev1.Secret) bool {
 	if obj.Status.Phase != connectv1.PhaseVerified {
 		return false
 	}
-	if sharedSecret == nil {
+	if secret == nil {
 		return true // a Forge installation: proven by the FIT's signature
 	}
-	proven := obj.Status.VerifiedSecretFingerprint
-	if proven == "" {
-		proven = obj.Status.SecretFingerprint
-	}
-	return proven != "" && tenantstore.Fingerprint(sharedSecret) == proven
+	fp := tenantstore.SecretFingerprint(secret.Data)
+	return fp != "" && fp == obj.Status.VerifiedSecretFingerprint
 }
 
 // ErrUnknownTenant: no tenant of the app has this clientKey.
@@ -113,7 +121,7 @@ func (ts *Tenants) Lookup(ctx context.Context, clientKey string) (*Tenant, error
 	if obj.Spec.ClientKey != clientKey || obj.Spec.AppRef.Name != ts.App {
 		return nil, fmt.Errorf("%w: app %s/%s has no tenant with this clientKey", ErrUnknownTenant, ts.Namespace, ts.App)
 	}
-	secret, err := tenantstore.ReadSharedSecret(ctx, ts.Reader, obj)
+	secret, err := tenantstore.ReadSecret(ctx, ts.Reader, obj)
 	if err != nil {
 		if errors.Is(err, tenantstore.ErrSecretMissing) {
 			return nil, fmt.Errorf("%w: %v", ErrSecretMissing, err)
