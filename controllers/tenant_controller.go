@@ -132,6 +132,15 @@ func (r *TenantReconciler) observe(ctx context.Context, tenant *connectv1.Connec
 			return f, fmt.Errorf("read app: %w", err)
 		}
 		f.appMissing = true
+		// Not verified, but an unkeyed annotation is still replaced:
+		// shown, it confirms guesses of the secret.
+		if tenant.Spec.SharedSecretRef.Name != "" {
+			secret, err := r.storedSecret(ctx, tenant)
+			if err != nil {
+				return f, fmt.Errorf("read Secret: %w", err)
+			}
+			f.rekey = secret != nil && tenantstore.NeedsRekey(tenant, secret.Data)
+		}
 		return f, nil
 	}
 	f.policy, f.appKey = effectivePolicy(app), app.Spec.Key

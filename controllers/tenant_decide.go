@@ -113,6 +113,7 @@ func decideTenant(t *connectv1.ConnectTenant, f tenantFacts) tenantDecision {
 	switch {
 	case f.appMissing:
 		// Orphaned: kept (never deleted for lack of an app), not verified.
+		d.forgetUnkeyedName()
 		d.set(t, f.now, connectv1.ConditionVerified, metav1.ConditionFalse, connectv1.ReasonAppMissing, "not verified while the app is missing")
 		return d.summarise(t, f.now, connectv1.ReasonAppMissing,
 			fmt.Sprintf("ConnectApp %q does not exist; the tenant is kept but not verified", t.Spec.AppRef.Name))
@@ -258,6 +259,16 @@ func (d *tenantDecision) rekeyed(f tenantFacts) {
 	}
 }
 
+// forgetUnkeyedName drops an unkeyed status.secretFingerprint where no
+// verification replaces it with the keyed one (an orphaned or uninstalled
+// tenant): shown, it confirms guesses of the secret. A later install or
+// the app's return records the keyed one, as for a first secret.
+func (d *tenantDecision) forgetUnkeyedName() {
+	if tenantstore.IsLegacyFingerprint(d.status.SecretFingerprint) {
+		d.status.SecretFingerprint = ""
+	}
+}
+
 // unkeyedProofDropped: a status an older Tenantry wrote recorded what the
 // last verification proved by an unkeyed fingerprint. That proves nothing
 // (anyone could compute it over a guess), and shown it is an oracle for
@@ -350,6 +361,7 @@ func (d *tenantDecision) rogueActions(p policy, quarantined bool) {
 // then collects it with its Secret.
 func (d *tenantDecision) uninstalled(t *connectv1.ConnectTenant, f tenantFacts) tenantDecision {
 	st := &d.status
+	d.forgetUnkeyedName()
 	if st.UninstalledAt == nil {
 		st.UninstalledAt = ptrTime(f.now)
 		d.notes = append(d.notes, note{corev1.EventTypeNormal, connectv1.ReasonUninstalled, "Uninstall",

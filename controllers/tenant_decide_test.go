@@ -265,6 +265,18 @@ func TestDecideUpgradeFromUnkeyedFingerprints(t *testing.T) {
 				f.secret, f.fingerprint, f.legacyFingerprint, f.rekey = secretUnkeyed, "", "", true
 			},
 			false, connectv1.PhaseVerified, connectv1.ReasonVerified, 0, []actionKind{actRekey}, legacy},
+		{"orphaned (its app missing): the unkeyed names are dropped, the annotation replaced",
+			written(connectv1.PhaseVerified, legacy, legacy, now.Add(time.Hour)),
+			func(f *tenantFacts) { f.appMissing, f.rekey = true, true },
+			false, connectv1.PhaseVerified, connectv1.ReasonAppMissing, 0, []actionKind{actRekey}, ""},
+		{"uninstalled: the unkeyed names are dropped, the annotation replaced",
+			func() connectv1.ConnectTenantStatus {
+				st := written(connectv1.PhaseUninstalled, legacy, legacy, time.Time{})
+				st.UninstalledAt = ptrTime(now.Add(-time.Hour))
+				return st
+			}(),
+			func(f *tenantFacts) { f.rekey = true },
+			false, connectv1.PhaseUninstalled, connectv1.ReasonUninstalled, 0, []actionKind{actRekey}, ""},
 		{"a keyed status whose annotation is still unkeyed: the annotation is replaced",
 			written(connectv1.PhaseVerified, keyed, keyed, now.Add(time.Hour)),
 			func(f *tenantFacts) { f.rekey, f.legacyFingerprint = true, "" },
@@ -277,6 +289,9 @@ func TestDecideUpgradeFromUnkeyedFingerprints(t *testing.T) {
 				Spec: connectv1.ConnectTenantSpec{AppRef: connectv1.AppReference{Name: "app"}, ClientKey: "k",
 					BaseURL: "https://acme.atlassian.net", SharedSecretRef: connectv1.SecretReference{Name: "t"}},
 				Status: tt.status,
+			}
+			if tt.status.Phase == connectv1.PhaseUninstalled {
+				tenant.Spec.State = connectv1.TenantUninstalled
 			}
 			f := tenantFacts{now: now, policy: p, fingerprint: keyed, legacyFingerprint: legacy}
 			tt.facts(&f)
