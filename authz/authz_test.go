@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/golang-jwt/jwt/v5"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/authz"
@@ -384,4 +385,67 @@ func TestRotationIsFollowed(t *testing.T) {
 	if resp := c.nginx("GET", "/issue-insights/panel", sign(rotated)); resp.StatusCode != 200 {
 		t.Errorf("the new secret: %d %s, want 200", resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"))
 	}
+}
+
+// TestUnkeyedVerificationFromAnOlderVersionRefusedUnderRefuse: a tenant
+// an older Tenantry verified and recorded with unkeyed fingerprints (a
+// Secret without a fingerprint key, sha256: in the status), after the
+// upgrade. Under unverifiedTenants: Refuse the old record is no proof, so
+// its tokens are refused until the tenant is verified again; once the
+// controller has keyed the Secret and recorded a keyed verification, they
+// are accepted again (controllers: TestUnkeyedFingerprintFromAnOlderVersionIsNotTrusted
+// drives that part through the real controller).
+func TestUnkeyedVerificationFromAnOlderVersionRefusedUnderRefuse(t *testing.T) {
+	f := newFixture(t, func(app *connectv1.ConnectApp) {
+		app.Spec.RequestAuthentication.UnverifiedTenants = connectv1.UnverifiedTenantsRefuse
+	})
+	c := newChecker(t, f.app)
+	ctx := context.Background()
+	tn := atlassiantest.NewTenant("upgraded")
+	tenant := f.install(tn, "")
+	secret, err := tenantstore.ReadSecret(ctx, env.Client, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := secret.Data[connectv1.SecretKeyFingerprintKey]
+	delete(secret.Data, connectv1.SecretKeyFingerprintKey)
+	if err := env.Client.Update(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	setStatus := func(fp string) {
+		t.Helper()
+		before := tenant.DeepCopy()
+		tenant.Status.Phase, tenant.Status.SecretFingerprint, tenant.Status.VerifiedSecretFingerprint = connectv1.PhaseVerified, fp, fp
+		if err := env.Client.Status().Patch(ctx, tenant, client.MergeFrom(before)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	panel := func() *http.Response {
+		return c.envoy("GET", "/issue-insights/panel", "JWT "+productToken(tn.SharedSecret, tn.ClientKey, "GET", "/issue-insights/panel", nil, nil))
+	}
+	eventually := func(what string, status int, reason string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			resp := panel()
+			if resp.StatusCode == status && resp.Header.Get("X-Connect-Auth-Reason") == reason {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d %s, want %d %s", what, resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"), status, reason)
+			}
+		}
+	}
+
+	setStatus(tenantstore.LegacyFingerprint([]byte(tn.SharedSecret)))
+	waitCached(t, tenant)
+	eventually("verified by an older version, unkeyed", 401, "TenantUnverified")
+
+	// Keyed and verified again, as the controller does after the upgrade.
+	secret.Data[connectv1.SecretKeyFingerprintKey] = key
+	if err := env.Client.Update(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	setStatus(tenantstore.SecretFingerprint(secret.Data))
+	waitCached(t, tenant)
+	eventually("verified again under the keyed fingerprint", 200, "")
 }
