@@ -101,7 +101,13 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		// stored counts rather than write partial ones, and come back.
 		result.RequeueAfter = recountWait
 	}
-	switch {
+	switch specErr := app.SpecError(); {
+	case specErr != nil:
+		// Reported first: until a person fixes the spec nothing else about
+		// the app matters. The app keeps its key (another app declaring it
+		// still reads Conflict), so a broken spec hands no installs over.
+		r.setReady(app, metav1.ConditionFalse, connectv1.ReasonInvalidSpec, fmt.Sprintf(
+			"the spec cannot be served: %v; until it is fixed, installs are refused and the tenants are neither verified nor collected", specErr))
 	case !r.Grants.Allows(app):
 		r.setReady(app, metav1.ConditionFalse, connectv1.ReasonKeyNotGranted, fmt.Sprintf(
 			"namespace %q is not granted the app key %q (operator flag --app-key-grant); a cluster administrator grants keys to namespaces",
@@ -198,10 +204,11 @@ func lifecycleURLs(app *connectv1.ConnectApp) *connectv1.LifecycleURLs {
 
 func (r *AppReconciler) setReady(app *connectv1.ConnectApp, status metav1.ConditionStatus, reason connectv1.Reason, msg string) {
 	// Ready summarises; Stalled is True only for a key another app holds
-	// (a person must resolve it); nothing is ever left in progress once
+	// or a spec the operator cannot read (a person must resolve either);
+	// nothing is ever left in progress once
 	// the app is observed, so Reconciling is False (kstatus: Current or
 	// Failed, never stuck InProgress).
-	stalled := reason == connectv1.ReasonConflict
+	stalled := reason == connectv1.ReasonConflict || reason == connectv1.ReasonInvalidSpec
 	for _, c := range []metav1.Condition{
 		{Type: connectv1.ConditionReady, Status: status, Reason: reason.String(), Message: msg},
 		{Type: connectv1.ConditionReconciling, Status: metav1.ConditionFalse, Reason: connectv1.ReasonSettled.String(), Message: "the app is observed"},

@@ -23,8 +23,8 @@ import (
 func TestHealthOfEveryPhase(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
-		s.TenantPolicy.Verification.Interval = &metav1.Duration{Duration: time.Hour}
-		s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: &metav1.Duration{Duration: time.Hour}, Action: connectv1.RogueKeep}
+		s.TenantPolicy.Verification.Interval = connectv1.DurationOf(time.Hour)
+		s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: connectv1.DurationOf(time.Hour), Action: connectv1.RogueKeep}
 	})
 	names := map[string]string{}
 	name := func(n string) string { return names[n] }

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -21,7 +20,7 @@ import (
 // tenant to be verified and counted by its app.
 func TestControllersInAManager(t *testing.T) {
 	w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
-		s.TenantPolicy.Verification.InitialDelay = &metav1.Duration{Duration: 0}
+		s.TenantPolicy.Verification.InitialDelay = connectv1.DurationOf(0)
 	})
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:  env.Scheme,

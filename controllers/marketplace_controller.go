@@ -107,6 +107,13 @@ func (r *MarketplaceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		app.Status.Marketplace = nil
 		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Status().Patch(ctx, app, client.MergeFrom(before)))
 	}
+	if err := app.SpecError(); err != nil {
+		// Not checked under durations nobody can read; the app controller
+		// reports the app InvalidSpec, and fixing it (a new generation)
+		// brings the app back here.
+		ctrl.LoggerFrom(ctx).V(1).Info("licence check skipped: the app's spec cannot be read", "error", err.Error())
+		return ctrl.Result{}, nil
+	}
 	now := r.Clock.Now()
 	if wait := nextCheck(app, now).Sub(now); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
@@ -147,7 +154,7 @@ func nextCheck(app *connectv1.ConnectApp, now time.Time) time.Time {
 	if st == nil || st.LastCheckTime == nil || st.ObservedGeneration != app.Generation {
 		return now
 	}
-	interval := app.Spec.Marketplace.GetInterval()
+	interval, _ := app.Spec.Marketplace.GetInterval() // Reconcile checked SpecError
 	if st.ConsecutiveFailures == 0 {
 		return st.LastCheckTime.Add(interval)
 	}
@@ -325,7 +332,7 @@ func decideLicensed(app *connectv1.ConnectApp, t *connectv1.ConnectTenant, v *ma
 	if d.status == metav1.ConditionTrue {
 		return d
 	}
-	grace := spec.GetGracePeriod()
+	grace, _ := spec.GetGracePeriod() // Reconcile checked SpecError
 	since := now
 	if old := meta.FindStatusCondition(t.Status.Conditions, connectv1.ConditionLicensed); old != nil && old.Status == metav1.ConditionFalse {
 		since = old.LastTransitionTime.Time
@@ -338,7 +345,7 @@ func decideLicensed(app *connectv1.ConnectApp, t *connectv1.ConnectTenant, v *ma
 	case now.Sub(since) >= grace:
 		d.judge = true
 		d.message += fmt.Sprintf("; unlicensed since %s, longer than the grace period %s: judged rogue, policy %s",
-			since.UTC().Format(time.RFC3339), grace, effectivePolicy(app).action)
+			since.UTC().Format(time.RFC3339), grace, app.GetRogueAction())
 	default:
 		d.message += fmt.Sprintf("; judged rogue at %s unless licensed by then", since.Add(grace).UTC().Format(time.RFC3339))
 	}
@@ -368,11 +375,12 @@ func applyLicensed(t *connectv1.ConnectTenant, d licensedDecision, now time.Time
 // already says Rogue, with the tenant controller's own helpers so that
 // both judgements act alike.
 func (r *MarketplaceReconciler) judgeUnlicensed(ctx context.Context, app *connectv1.ConnectApp, t *connectv1.ConnectTenant) error {
-	p := effectivePolicy(app)
-	r.Metrics.action(app.Namespace+"/"+app.Name, string(p.action))
-	r.tenantEvent(t, corev1.EventTypeWarning, connectv1.ReasonUnlicensed, "unlicensed past the grace period %s; rogue policy %s", app.Spec.Marketplace.GetGracePeriod(), p.action)
+	action := app.GetRogueAction()
+	grace, _ := app.Spec.Marketplace.GetGracePeriod() // Reconcile checked SpecError
+	r.Metrics.action(app.Namespace+"/"+app.Name, string(action))
+	r.tenantEvent(t, corev1.EventTypeWarning, connectv1.ReasonUnlicensed, "unlicensed past the grace period %s; rogue policy %s", grace, action)
 	tr := &TenantReconciler{Client: r.Client, Secrets: r.APIReader, Clock: r.Clock}
-	switch p.action {
+	switch action {
 	case connectv1.RogueDelete:
 		return tr.deleteTenant(ctx, t)
 	case connectv1.RogueQuarantine:

@@ -67,7 +67,7 @@ func newMPWorld(t *testing.T, mutate func(*connectv1.ConnectAppSpec)) *mpWorld {
 	t.Helper()
 	w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
 		s.Marketplace = &connectv1.MarketplaceCheck{VendorID: mpVendor, CredentialsSecretRef: connectv1.SecretReference{Name: "marketplace-api"},
-			Interval: &metav1.Duration{Duration: 6 * time.Hour}, GracePeriod: &metav1.Duration{Duration: 24 * time.Hour}}
+			Interval: connectv1.DurationOf(6 * time.Hour), GracePeriod: connectv1.DurationOf(24 * time.Hour)}
 		if mutate != nil {
 			mutate(s)
 		}

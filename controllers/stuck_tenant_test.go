@@ -7,7 +7,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,8 +37,8 @@ func TestStuckTenantAfterOneFailedAction(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
-				s.TenantPolicy.Verification.Interval = &metav1.Duration{Duration: time.Hour}
-				s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: &metav1.Duration{Duration: time.Hour}, Action: tt.action}
+				s.TenantPolicy.Verification.Interval = connectv1.DurationOf(time.Hour)
+				s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: connectv1.DurationOf(time.Hour), Action: tt.action}
 			})
 			name := w.install(atlassiantest.NewTenant("stuck"), "the-secret-the-product-really-has")
 			w.clock.Step(31 * time.Second)

@@ -111,6 +111,15 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 	defer func() { reterr = r.persistThenAct(ctx, before, tenant, d, reterr) }()
 
 	facts, err := r.observe(ctx, tenant)
+	var invalid *appInvalidError
+	if errors.As(err, &invalid) {
+		// The tenant is left exactly as it is: not verified, judged or
+		// collected under a policy nobody can read. The app controller
+		// reports the app InvalidSpec (with an Event); the tenant is looked
+		// at again after a while, and then under the fixed spec.
+		ctrl.LoggerFrom(ctx).V(1).Info("tenant left alone: its app's spec cannot be read", "error", invalid.err.Error())
+		return ctrl.Result{RequeueAfter: appInvalidWait}, nil
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -122,6 +131,17 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 	tenant.Status = d.status
 	return ctrl.Result{RequeueAfter: d.requeue}, nil
 }
+
+// appInvalidWait is how often a tenant of an app whose spec cannot be read
+// is looked at again: the tenant controller does not watch apps, and a
+// fixed app should not wait for the tenant's next verification.
+const appInvalidWait = 2 * time.Minute
+
+// appInvalidError: the tenant's app has a spec the operator cannot read
+// (ConnectApp.SpecError).
+type appInvalidError struct{ err error }
+
+func (e *appInvalidError) Error() string { return "the app's spec cannot be read: " + e.err.Error() }
 
 // observe reads what decideTenant needs: the app's policy and the Secret.
 func (r *TenantReconciler) observe(ctx context.Context, tenant *connectv1.ConnectTenant) (tenantFacts, error) {
@@ -143,7 +163,11 @@ func (r *TenantReconciler) observe(ctx context.Context, tenant *connectv1.Connec
 		}
 		return f, nil
 	}
-	f.policy, f.appKey = effectivePolicy(app), app.Spec.Key
+	policy, err := effectivePolicy(app)
+	if err != nil {
+		return f, &appInvalidError{err: err}
+	}
+	f.policy, f.appKey = policy, app.Spec.Key
 	f.jitter = r.jitter(time.Duration(float64(f.policy.interval) * jitterFraction))
 	if tenant.Spec.SharedSecretRef.Name == "" {
 		// The installationId is in the spec for anyone to read: its

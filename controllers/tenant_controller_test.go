@@ -65,8 +65,8 @@ func TestRogueUnderEachPolicy(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(string(tt.action), func(t *testing.T) {
 			w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
-				s.TenantPolicy.Verification.Interval = &metav1.Duration{Duration: time.Hour}
-				s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: &metav1.Duration{Duration: 2 * time.Hour}, Action: tt.action}
+				s.TenantPolicy.Verification.Interval = connectv1.DurationOf(time.Hour)
+				s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: connectv1.DurationOf(2 * time.Hour), Action: tt.action}
 			})
 			planted := atlassiantest.NewTenant("planted")
 			name := w.install(planted, "the-secret-the-product-really-has")
@@ -123,8 +123,8 @@ func TestInconclusiveNeverRogue(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
-				s.TenantPolicy.Verification.Interval = &metav1.Duration{Duration: time.Hour}
-				s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: &metav1.Duration{Duration: time.Hour}, Action: connectv1.RogueDelete}
+				s.TenantPolicy.Verification.Interval = connectv1.DurationOf(time.Hour)
+				s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: connectv1.DurationOf(time.Hour), Action: connectv1.RogueDelete}
 			})
 			acme := atlassiantest.NewTenant("flaky")
 			name := w.install(acme, acme.SharedSecret)
@@ -185,7 +185,7 @@ func TestRotationIsCountedAndVerifiedAfterInitialDelay(t *testing.T) {
 
 func TestUninstalledCollectedAfterRetention(t *testing.T) {
 	w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
-		s.TenantPolicy.UninstalledRetention = &metav1.Duration{Duration: 48 * time.Hour}
+		s.TenantPolicy.UninstalledRetention = connectv1.DurationOf(48 * time.Hour)
 	})
 	acme := atlassiantest.NewTenant("leaving")
 	name := w.install(acme, acme.SharedSecret)
@@ -236,7 +236,7 @@ func TestDisabledTenantIsStillVerified(t *testing.T) {
 
 func TestPrivateAddressRefusedWithoutDevFlag(t *testing.T) {
 	w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
-		s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: &metav1.Duration{Duration: 24 * time.Hour}, Action: connectv1.RogueDelete}
+		s.TenantPolicy.Rogue = connectv1.RoguePolicy{GracePeriod: connectv1.DurationOf(24 * time.Hour), Action: connectv1.RogueDelete}
 	})
 	w.tenant.Verifier = newStrictChecker()
 	acme := atlassiantest.NewTenant("internal")

@@ -57,7 +57,7 @@ func TestRunsUnderChartRBAC(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "issue-insights", Namespace: watchedNS},
 		Spec: connectv1.ConnectAppSpec{Key: "com.example.rbac", BaseURL: "https://connect.example.com/issue-insights",
 			TenantPolicy: connectv1.TenantPolicy{SourceAddressCheck: connectv1.SourceAddressOff,
-				Verification: connectv1.VerificationPolicy{InitialDelay: &metav1.Duration{}}}},
+				Verification: connectv1.VerificationPolicy{InitialDelay: connectv1.DurationOf(0)}}},
 	}
 	if err := env.Client.Create(ctx, app); err != nil {
 		t.Fatal(err)

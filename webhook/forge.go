@@ -251,6 +251,9 @@ func (f *ForgeReceiver) store(ctx context.Context, app *connectv1.ConnectApp, ev
 	)
 	switch event {
 	case forgeInstalled, forgeUpgraded:
+		if err := refuseInvalidApp(app); err != nil {
+			return "", err
+		}
 		var res tenantstore.ForgeResult
 		res, err = f.Store.ForgeInstall(ctx, app, tenantstore.ForgeInstallation{
 			InstallationID:  c.InstallationID(),

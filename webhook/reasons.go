@@ -3,6 +3,8 @@ package webhook
 import (
 	"fmt"
 	"net/http"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
 )
 
 // Reason is a machine-readable cause of a receiver answer. It is the
@@ -64,6 +66,7 @@ const (
 	ReasonKeyFetchBudget       Reason = "KeyFetchBudgetSpent"  // 503
 	ReasonRangesNotLoaded      Reason = "IPRangesNotLoaded"    // 503
 	ReasonStorageUnavailable   Reason = "StorageUnavailable"   // 503
+	ReasonAppSpecInvalid       Reason = "AppSpecInvalid"       // 503: the ConnectApp's spec cannot be read (api/v1 SpecError)
 )
 
 // rejection is an answer other than success: a status, a reason and a
@@ -96,4 +99,18 @@ func badRequest(reason Reason, format string, args ...any) *rejection {
 // Atlassian retries the callback.
 func retryable(reason Reason, format string, args ...any) *rejection {
 	return reject(http.StatusServiceUnavailable, reason, format, args...)
+}
+
+// refuseInvalidApp refuses an install for an app whose spec the operator
+// cannot read (ConnectApp.SpecError; the app controller reports it
+// InvalidSpec): its tenant could be neither verified nor collected. 503,
+// because the fault is on the vendor's side and Atlassian's retry, once the
+// spec is fixed, is stored. The product is told nothing of the spec; the
+// app's Ready condition names the field. Uninstalls and disables are still
+// stored: they only take access away, and need no duration.
+func refuseInvalidApp(app *connectv1.ConnectApp) error {
+	if app.SpecError() == nil {
+		return nil
+	}
+	return retryable(ReasonAppSpecInvalid, "the app's configuration on the vendor's side cannot be read, so it takes no installs until its vendor fixes it; retry later")
 }

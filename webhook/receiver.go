@@ -383,6 +383,9 @@ func (r *Receiver) store(ctx context.Context, app *connectv1.ConnectApp, event s
 	)
 	switch event {
 	case eventInstalled:
+		if err := refuseInvalidApp(app); err != nil {
+			return "", err
+		}
 		var res tenantstore.InstallResult
 		res, err = r.Store.Install(ctx, app, p.installation())
 		if err == nil {

@@ -68,12 +68,12 @@ func withTenantSpec(mutate func(*connectv1.ConnectTenantSpec)) tenantOption {
 	return func(t *connectv1.ConnectTenant) { mutate(&t.Spec) }
 }
 
-func duration(s string) *metav1.Duration {
-	d, err := time.ParseDuration(s)
-	if err != nil {
+func duration(s string) *connectv1.Duration {
+	if _, err := time.ParseDuration(s); err != nil {
 		panic(err)
 	}
-	return &metav1.Duration{Duration: d}
+	d := connectv1.Duration(s)
+	return &d
 }
 
 func long(n int) string { return strings.Repeat("a", n) }

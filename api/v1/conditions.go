@@ -46,8 +46,11 @@ const (
 	// ReasonKeyNotGranted: the operator's --app-key-grant flags do not let
 	// this namespace claim this app key.
 	ReasonKeyNotGranted Reason = "KeyNotGranted"
-	// ReasonInvalid: the app's spec cannot be served as it is.
-	ReasonInvalid Reason = "Invalid"
+	// ReasonInvalidSpec: the app's spec cannot be served as it is (a
+	// duration Go cannot read, stored before the CRD's CEL bounds or under
+	// a CRD without them): its installs are refused and its tenants left
+	// alone until a person fixes it (ConnectApp.SpecError).
+	ReasonInvalidSpec Reason = "InvalidSpec"
 )
 
 // ConnectTenant reasons.

@@ -216,11 +216,8 @@ type TenantPolicy struct {
 	// rather than deleting them at once.
 	// +kubebuilder:default="720h"
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('87600h')",message="uninstalledRetention must be at most 87600h (10 years)"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +optional
-	UninstalledRetention *metav1.Duration `json:"uninstalledRetention,omitempty"`
+	UninstalledRetention *Duration `json:"uninstalledRetention,omitempty"`
 }
 
 // HostPattern is a DNS name whose leftmost label may be `*`, e.g.
@@ -268,32 +265,23 @@ type VerificationPolicy struct {
 	// +kubebuilder:default="24h"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="verification.interval must be at least 1m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="verification.interval must be at most 8760h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +optional
-	Interval *metav1.Duration `json:"interval,omitempty"`
+	Interval *Duration `json:"interval,omitempty"`
 
 	// timeout bounds one verification call, from dialling to the end of the
 	// response.
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="verification.timeout must be between 1s and 5m"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +optional
-	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	Timeout *Duration `json:"timeout,omitempty"`
 
 	// initialDelay is the wait between an install and its first
 	// verification: a product may not answer for a freshly installed app at
 	// once.
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="verification.initialDelay must be at most 24h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +optional
-	InitialDelay *metav1.Duration `json:"initialDelay,omitempty"`
+	InitialDelay *Duration `json:"initialDelay,omitempty"`
 }
 
 // RoguePolicy sets when and how tenants that cannot be verified are judged.
@@ -304,11 +292,8 @@ type RoguePolicy struct {
 	// never count.
 	// +kubebuilder:default="72h"
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="rogue.gracePeriod must be at most 8760h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +optional
-	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+	GracePeriod *Duration `json:"gracePeriod,omitempty"`
 
 	// action is what happens to a rogue tenant: `Delete` deletes the tenant
 	// and its Secret; `Quarantine` deletes the Secret, keeps the tenant for

@@ -1,9 +1,9 @@
 package v1
 
 import (
+	"errors"
+	"strings"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Getters for the effective value of every defaulted field. The
@@ -29,24 +29,51 @@ func DefaultAllowedHosts() []HostPattern {
 }
 
 // GetVerificationInterval is spec.tenantPolicy.verification.interval.
-func (app *ConnectApp) GetVerificationInterval() time.Duration {
-	return durationOr(app.Spec.TenantPolicy.Verification.Interval, DefaultVerificationInterval)
+func (app *ConnectApp) GetVerificationInterval() (time.Duration, error) {
+	return durationOr("spec.tenantPolicy.verification.interval", app.Spec.TenantPolicy.Verification.Interval, DefaultVerificationInterval)
 }
 
 // GetVerificationTimeout is spec.tenantPolicy.verification.timeout.
-func (app *ConnectApp) GetVerificationTimeout() time.Duration {
-	return durationOr(app.Spec.TenantPolicy.Verification.Timeout, DefaultVerificationTimeout)
+func (app *ConnectApp) GetVerificationTimeout() (time.Duration, error) {
+	return durationOr("spec.tenantPolicy.verification.timeout", app.Spec.TenantPolicy.Verification.Timeout, DefaultVerificationTimeout)
 }
 
 // GetInitialDelay is spec.tenantPolicy.verification.initialDelay. Zero is
 // a value (verify at once), not "unset".
-func (app *ConnectApp) GetInitialDelay() time.Duration {
-	return durationOr(app.Spec.TenantPolicy.Verification.InitialDelay, DefaultInitialDelay)
+func (app *ConnectApp) GetInitialDelay() (time.Duration, error) {
+	return durationOr("spec.tenantPolicy.verification.initialDelay", app.Spec.TenantPolicy.Verification.InitialDelay, DefaultInitialDelay)
 }
 
 // GetGracePeriod is spec.tenantPolicy.rogue.gracePeriod.
-func (app *ConnectApp) GetGracePeriod() time.Duration {
-	return durationOr(app.Spec.TenantPolicy.Rogue.GracePeriod, DefaultGracePeriod)
+func (app *ConnectApp) GetGracePeriod() (time.Duration, error) {
+	return durationOr("spec.tenantPolicy.rogue.gracePeriod", app.Spec.TenantPolicy.Rogue.GracePeriod, DefaultGracePeriod)
+}
+
+// SpecError is why the app's spec cannot be served as it is, or nil: each
+// duration that cannot be read (Duration), named with its fix. The operator
+// does not act on such an app (the app controller reports it Ready=False,
+// InvalidSpec; the receiver refuses its installs; the tenant and licence
+// controllers leave its tenants alone) and keeps serving every other app.
+func (app *ConnectApp) SpecError() error {
+	getters := []func() (time.Duration, error){
+		app.GetVerificationInterval, app.GetVerificationTimeout, app.GetInitialDelay,
+		app.GetGracePeriod, app.GetUninstalledRetention,
+	}
+	if m := app.Spec.Marketplace; m != nil {
+		getters = append(getters, m.GetInterval, m.GetGracePeriod)
+	}
+	var msgs []string
+	for _, get := range getters {
+		if _, err := get(); err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	// One line, so that a condition message and a log line stay one line
+	// (errors.Join would put newlines into `kubectl get` output).
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // GetRogueAction is spec.tenantPolicy.rogue.action.
@@ -55,8 +82,8 @@ func (app *ConnectApp) GetRogueAction() RogueAction {
 }
 
 // GetUninstalledRetention is spec.tenantPolicy.uninstalledRetention.
-func (app *ConnectApp) GetUninstalledRetention() time.Duration {
-	return durationOr(app.Spec.TenantPolicy.UninstalledRetention, DefaultUninstalledRetention)
+func (app *ConnectApp) GetUninstalledRetention() (time.Duration, error) {
+	return durationOr("spec.tenantPolicy.uninstalledRetention", app.Spec.TenantPolicy.UninstalledRetention, DefaultUninstalledRetention)
 }
 
 // GetAllowedHosts is spec.tenantPolicy.allowedHosts.
@@ -135,13 +162,6 @@ func (t *ConnectTenant) IsEnabled() bool {
 // Pending (the CRD defaults it so).
 func (t *ConnectTenant) GetPhase() TenantPhase {
 	return orDefault(t.Status.Phase, PhasePending)
-}
-
-func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
-	if d == nil {
-		return def
-	}
-	return d.Duration
 }
 
 func orDefault[T ~string](v, def T) T {

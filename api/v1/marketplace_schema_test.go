@@ -30,14 +30,15 @@ func TestMarketplaceCheckDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := got.Spec.Marketplace
-	if m.Interval.Duration != connectv1.DefaultMarketplaceInterval || m.GracePeriod.Duration != connectv1.DefaultMarketplaceGracePeriod ||
+	interval, grace := must(m.GetInterval()), must(m.GetGracePeriod())
+	if m.Interval == nil || m.GracePeriod == nil || interval != connectv1.DefaultMarketplaceInterval || grace != connectv1.DefaultMarketplaceGracePeriod ||
 		m.Action != connectv1.UnlicensedReport {
-		t.Errorf("defaults: interval %v, grace %v, action %q; want %v, %v, Report", m.Interval, m.GracePeriod, m.Action,
+		t.Errorf("defaults: interval %v, grace %v, action %q; want %v, %v, Report", interval, grace, m.Action,
 			connectv1.DefaultMarketplaceInterval, connectv1.DefaultMarketplaceGracePeriod)
 	}
 	// The getters give the same answers for an object read before defaulting.
 	var bare connectv1.MarketplaceCheck
-	if bare.GetInterval() != m.Interval.Duration || bare.GetGracePeriod() != m.GracePeriod.Duration || bare.GetAction() != m.Action {
+	if must(bare.GetInterval()) != interval || must(bare.GetGracePeriod()) != grace || bare.GetAction() != m.Action {
 		t.Error("the getters' defaults differ from the CRD's")
 	}
 }

@@ -42,11 +42,8 @@ type MarketplaceCheck struct {
 	// check is retried sooner, backing off from 1m up to the interval.
 	// +kubebuilder:default="6h"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('15m') && duration(self) <= duration('168h')",message="marketplace.interval must be between 15m and 168h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +optional
-	Interval *metav1.Duration `json:"interval,omitempty"`
+	Interval *Duration `json:"interval,omitempty"`
 
 	// action is what happens to a tenant the Marketplace lists as neither
 	// licensed nor evaluating (`Licensed=False`, reason Expired or
@@ -64,11 +61,8 @@ type MarketplaceCheck struct {
 	// purchase and a customer's renewal after an expiry.
 	// +kubebuilder:default="168h"
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="marketplace.gracePeriod must be at most 8760h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +optional
-	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+	GracePeriod *Duration `json:"gracePeriod,omitempty"`
 }
 
 // UnlicensedAction is what is done with an unlicensed tenant after the
@@ -92,19 +86,21 @@ const (
 )
 
 // GetInterval is the effective interval between checks.
-func (m *MarketplaceCheck) GetInterval() time.Duration {
-	if m.Interval == nil || m.Interval.Duration <= 0 {
-		return DefaultMarketplaceInterval
+func (m *MarketplaceCheck) GetInterval() (time.Duration, error) {
+	d, err := durationOr("spec.marketplace.interval", m.Interval, DefaultMarketplaceInterval)
+	if d <= 0 {
+		return DefaultMarketplaceInterval, err
 	}
-	return m.Interval.Duration
+	return d, err
 }
 
 // GetGracePeriod is the effective grace period before action applies.
-func (m *MarketplaceCheck) GetGracePeriod() time.Duration {
-	if m.GracePeriod == nil || m.GracePeriod.Duration < 0 {
-		return DefaultMarketplaceGracePeriod
+func (m *MarketplaceCheck) GetGracePeriod() (time.Duration, error) {
+	d, err := durationOr("spec.marketplace.gracePeriod", m.GracePeriod, DefaultMarketplaceGracePeriod)
+	if d < 0 {
+		return DefaultMarketplaceGracePeriod, err
 	}
-	return m.GracePeriod.Duration
+	return d, err
 }
 
 // GetAction is the effective action for unlicensed tenants.

@@ -170,7 +170,7 @@ func TestConnectAppRejected(t *testing.T) {
 }
 
 func TestConnectAppRejectsBadDuration(t *testing.T) {
-	// metav1.Duration cannot hold an unparsable value, so send raw JSON.
+	// A typed app would send the same text; raw JSON says what is sent.
 	app := newApp("bad-duration")
 	raw := map[string]any{
 		"apiVersion": connectv1.GroupVersion.String(), "kind": "ConnectApp",

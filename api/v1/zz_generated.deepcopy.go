@@ -420,12 +420,12 @@ func (in *MarketplaceCheck) DeepCopyInto(out *MarketplaceCheck) {
 	out.CredentialsSecretRef = in.CredentialsSecretRef
 	if in.Interval != nil {
 		in, out := &in.Interval, &out.Interval
-		*out = new(metav1.Duration)
+		*out = new(Duration)
 		**out = **in
 	}
 	if in.GracePeriod != nil {
 		in, out := &in.GracePeriod, &out.GracePeriod
-		*out = new(metav1.Duration)
+		*out = new(Duration)
 		**out = **in
 	}
 }
@@ -489,7 +489,7 @@ func (in *RoguePolicy) DeepCopyInto(out *RoguePolicy) {
 	*out = *in
 	if in.GracePeriod != nil {
 		in, out := &in.GracePeriod, &out.GracePeriod
-		*out = new(metav1.Duration)
+		*out = new(Duration)
 		**out = **in
 	}
 }
@@ -576,7 +576,7 @@ func (in *TenantPolicy) DeepCopyInto(out *TenantPolicy) {
 	in.Rogue.DeepCopyInto(&out.Rogue)
 	if in.UninstalledRetention != nil {
 		in, out := &in.UninstalledRetention, &out.UninstalledRetention
-		*out = new(metav1.Duration)
+		*out = new(Duration)
 		**out = **in
 	}
 }
@@ -596,17 +596,17 @@ func (in *VerificationPolicy) DeepCopyInto(out *VerificationPolicy) {
 	*out = *in
 	if in.Interval != nil {
 		in, out := &in.Interval, &out.Interval
-		*out = new(metav1.Duration)
+		*out = new(Duration)
 		**out = **in
 	}
 	if in.Timeout != nil {
 		in, out := &in.Timeout, &out.Timeout
-		*out = new(metav1.Duration)
+		*out = new(Duration)
 		**out = **in
 	}
 	if in.InitialDelay != nil {
 		in, out := &in.InitialDelay, &out.InitialDelay
-		*out = new(metav1.Duration)
+		*out = new(Duration)
 		**out = **in
 	}
 }

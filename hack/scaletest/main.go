@@ -85,7 +85,7 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%d", i), Namespace: ns},
 			Spec: connectv1.ConnectAppSpec{
 				Key: fmt.Sprintf("com.example.scale-%d", i), BaseURL: fmt.Sprintf("https://connect.example.com/app-%d", i),
-				TenantPolicy: connectv1.TenantPolicy{Verification: connectv1.VerificationPolicy{InitialDelay: &metav1.Duration{}}},
+				TenantPolicy: connectv1.TenantPolicy{Verification: connectv1.VerificationPolicy{InitialDelay: connectv1.DurationOf(0)}},
 			},
 		}
 		if err := cp.Client.Create(ctx, apps[i]); err != nil {

@@ -130,7 +130,7 @@ func newApp(t *testing.T) *connectv1.ConnectApp {
 			Key:     "com.example." + ns.Name,
 			BaseURL: "https://connect.example.com/issue-insights",
 			TenantPolicy: connectv1.TenantPolicy{Verification: connectv1.VerificationPolicy{
-				InitialDelay: &metav1.Duration{Duration: time.Second},
+				InitialDelay: connectv1.DurationOf(time.Second),
 			}},
 		},
 	}
