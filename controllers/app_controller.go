@@ -128,6 +128,15 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 			r.event(app, newReady)
 		}
 		if err := r.Client.Status().Patch(ctx, app, client.MergeFrom(before)); err != nil {
+			if apierrors.IsInvalid(err) && app.SpecError() != nil {
+				// The API server validates the stored spec on a status
+				// write too, and its CEL rules fail on the value Go cannot
+				// read: no status can be stored until a person fixes the
+				// spec. The Warning Event above and this line say why;
+				// retrying would only repeat them.
+				ctrl.LoggerFrom(ctx).Error(app.SpecError(), "the app's spec cannot be read and its status cannot be written until it is fixed")
+				return result, nil
+			}
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 	}
