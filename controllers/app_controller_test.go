@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -60,7 +61,18 @@ func TestAppStatus(t *testing.T) {
 		t.Errorf("lifecycle URLs %+v, want %+v", st.LifecycleURLs, wantURLs)
 	}
 	if st.Tenants.Total != 2 || st.Tenants.Verified != 1 || st.Tenants.Pending != 1 {
-		t.Errorf("tenant counts %+v, want 2 in all, 1 verified, 1 pending", st.Tenants)
+		// Say whether the tenants or the counter are wrong: a flake here
+		// must be diagnosable from the CI log alone.
+		var stored connectv1.ConnectTenantList
+		if err := env.Client.List(context.Background(), &stored, client.InNamespace(w.app.Namespace)); err != nil {
+			t.Fatal(err)
+		}
+		phases := map[string]string{}
+		for _, tn := range stored.Items {
+			phases[tn.Name] = fmt.Sprintf("%s %v", tn.GetPhase(), meta.FindStatusCondition(tn.Status.Conditions, connectv1.ConditionVerified))
+		}
+		t.Errorf("tenant counts %+v, want 2 in all, 1 verified, 1 pending; stored tenants: %v; counter synced %v",
+			st.Tenants, phases, w.apps.counts.synced())
 	}
 	ready := meta.FindStatusCondition(st.Conditions, connectv1.ConditionReady)
 	if ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != connectv1.ReasonServing.String() || ready.ObservedGeneration != app.Generation {
