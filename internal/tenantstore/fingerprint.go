@@ -116,20 +116,22 @@ func Names(fp string, data map[string][]byte) bool {
 
 // fingerprintKeyOf is the fingerprint key the tenant's Secret holds, or a
 // new one when there is no Secret or it holds none: the key the receiver
-// announces before it writes the Secret (the tenant is written first).
-func (s *Store) fingerprintKeyOf(ctx context.Context, key types.NamespacedName) ([]byte, error) {
+// announces before it writes the Secret (the tenant is written first). It
+// also returns the Secret it read (nil when there is none), so that
+// ensureSecret's first attempt need not read it again.
+func (s *Store) fingerprintKeyOf(ctx context.Context, key types.NamespacedName) ([]byte, *corev1.Secret, error) {
 	secret := &corev1.Secret{}
 	err := s.Client.Get(ctx, key, secret)
 	switch {
 	case apierrors.IsNotFound(err):
-		return NewFingerprintKey(), nil
+		return NewFingerprintKey(), nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("get secret %s: %w", key, err)
+		return nil, nil, fmt.Errorf("get secret %s: %w", key, err)
 	}
 	if k := FingerprintKey(secret.Data); k != nil {
-		return k, nil
+		return k, secret, nil
 	}
-	return NewFingerprintKey(), nil
+	return NewFingerprintKey(), secret, nil
 }
 
 // reannounce corrects the fingerprint annotation when the Secret turned out

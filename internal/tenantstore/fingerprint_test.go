@@ -64,19 +64,27 @@ func downgrade(t *testing.T, app *connectv1.ConnectApp, clientKey string) {
 	}
 }
 
+// storedByAnOlderVersion creates an app and installs in into it as a
+// Tenantry from before keyed fingerprints would have stored it.
+func storedByAnOlderVersion(t *testing.T, in tenantstore.Installation) *connectv1.ConnectApp {
+	t.Helper()
+	app := newApp(t, "jira-app")
+	if _, err := newStore().Install(context.Background(), app, in); err != nil {
+		t.Fatal(err)
+	}
+	downgrade(t, app, in.ClientKey)
+	return app
+}
+
 // TestInstallKeysASecretAnOlderVersionWrote: the receiver's next install
 // of a tenant stored before keyed fingerprints adds a key to its Secret
 // and replaces the unkeyed annotation, even when nothing else changed;
 // `tenantry import` does not count that as a difference.
 func TestInstallKeysASecretAnOlderVersionWrote(t *testing.T) {
 	ctx := context.Background()
-	app := newApp(t, "jira-app")
-	store := newStore()
 	in := installation("client-1", "first")
-	if _, err := store.Install(ctx, app, in); err != nil {
-		t.Fatal(err)
-	}
-	downgrade(t, app, "client-1")
+	app := storedByAnOlderVersion(t, in)
+	store := newStore()
 	if plan, err := store.Plan(ctx, app, in, ""); err != nil || !plan.Unchanged() {
 		t.Errorf("Plan of an unchanged install over an unkeyed Secret = %+v, %v; want Unchanged", plan, err)
 	}
@@ -95,11 +103,7 @@ func TestInstallKeysASecretAnOlderVersionWrote(t *testing.T) {
 // keyed fingerprints, Secret first, and then writes nothing more.
 func TestRekey(t *testing.T) {
 	ctx := context.Background()
-	app := newApp(t, "jira-app")
-	if _, err := newStore().Install(ctx, app, installation("client-1", "first")); err != nil {
-		t.Fatal(err)
-	}
-	downgrade(t, app, "client-1")
+	app := storedByAnOlderVersion(t, installation("client-1", "first"))
 	tenant, _ := getTenantAndSecret(t, app, "client-1")
 	if !tenantstore.NeedsRekey(tenant, nil) {
 		t.Fatal("an unkeyed tenant does not need a rekey")
@@ -148,13 +152,9 @@ func TestAdoptedSecretKeepsItsKeyAndTheAnnouncementFollows(t *testing.T) {
 // a key; one is stored and the tenant announces that one.
 func TestConcurrentDeliveriesOverAKeylessSecretAgree(t *testing.T) {
 	ctx := context.Background()
-	app := newApp(t, "jira-app")
-	store := newStore()
 	in := installation("client-1", "first")
-	if _, err := store.Install(ctx, app, in); err != nil {
-		t.Fatal(err)
-	}
-	downgrade(t, app, "client-1")
+	app := storedByAnOlderVersion(t, in)
+	store := newStore()
 	// Each draws its own key, so each writes the tenant: a handful, as
 	// Atlassian's retries and receiver replicas make them (more exhaust
 	// the conflict retries and answer 503, which Atlassian retries).

@@ -126,7 +126,7 @@ func (s *Store) install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 		return InstallResult{}, fmt.Errorf("%w: %s already holds another clientKey", ErrNameCollision, key)
 	}
 
-	fingerprintKey, err := s.fingerprintKeyOf(ctx, key)
+	fingerprintKey, secretRead, err := s.fingerprintKeyOf(ctx, key)
 	if err != nil {
 		return InstallResult{}, err
 	}
@@ -166,7 +166,7 @@ func (s *Store) install(ctx context.Context, app *connectv1.ConnectApp, in Insta
 		return InstallResult{}, fmt.Errorf("update tenant %s: %w", key, err)
 	}
 
-	secretChanged, secretWritten, storedKey, err := s.ensureSecret(ctx, res.Tenant, in, fingerprintKey)
+	secretChanged, secretWritten, storedKey, err := s.ensureSecret(ctx, res.Tenant, in, fingerprintKey, secretRead)
 	if err != nil {
 		return InstallResult{}, err
 	}
@@ -201,7 +201,7 @@ func (s *Store) create(ctx context.Context, app *connectv1.ConnectApp, key types
 		// A Secret left from an earlier tenant of this name, or created by
 		// a concurrent delivery: adopt it, and announce its key.
 		var storedKey []byte
-		if _, _, storedKey, err = s.ensureSecret(ctx, tenant, in, fingerprintKey); err == nil {
+		if _, _, storedKey, err = s.ensureSecret(ctx, tenant, in, fingerprintKey, nil); err == nil {
 			err = s.reannounce(ctx, key, fingerprint, Fingerprint(storedKey, in.SharedSecret))
 		}
 	}
@@ -261,11 +261,18 @@ func applyInstallation(tenant *connectv1.ConnectTenant, app *connectv1.ConnectAp
 // fingerprintKey when it holds none (fingerprint.go). It reports whether
 // the shared secret itself changed (a rotation), whether it wrote anything
 // (a rotation, or a Secret that was missing or stale) and the key stored.
-func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenant, in Installation, fingerprintKey []byte) (changed, written bool, storedKey []byte, err error) {
+// A Secret the caller has just read (read, or nil) stands in for the first
+// attempt's read; if it is stale by then, the update conflicts and the
+// retry reads afresh.
+func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenant, in Installation, fingerprintKey []byte, read *corev1.Secret) (changed, written bool, storedKey []byte, err error) {
 	key := types.NamespacedName{Namespace: tenant.Namespace, Name: tenant.Name}
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		secret := &corev1.Secret{}
-		err := s.Client.Get(ctx, key, secret)
+		secret, err := read, error(nil)
+		read = nil
+		if secret == nil {
+			secret = &corev1.Secret{}
+			err = s.Client.Get(ctx, key, secret)
+		}
 		if apierrors.IsNotFound(err) {
 			written, storedKey = true, fingerprintKey
 			secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
@@ -294,7 +301,12 @@ func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenan
 		if !written {
 			return nil
 		}
-		return s.Client.Update(ctx, desired)
+		err = s.Client.Update(ctx, desired)
+		if apierrors.IsNotFound(err) {
+			// Deleted since it was read: read again and create it.
+			return apierrors.NewConflict(corev1.Resource("secrets"), key.Name, err)
+		}
+		return err
 	})
 	if err != nil {
 		return false, false, nil, fmt.Errorf("store secret %s: %w", key, err)

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/tenantstore"
@@ -265,5 +267,54 @@ func TestSharedSecret(t *testing.T) {
 	}
 	if _, err := store.SharedSecret(ctx, res.Tenant); !errors.Is(err, tenantstore.ErrSecretMissing) {
 		t.Errorf("SharedSecret after delete = %v, want ErrSecretMissing", err)
+	}
+}
+
+// TestReinstallReadsTheSecretOnce counts the store's API requests for a
+// re-install: the Secret read for its fingerprint key is the one its
+// update starts from, not read a second time.
+func TestReinstallReadsTheSecretOnce(t *testing.T) {
+	ctx := context.Background()
+	app := newApp(t, "jira-app")
+	if _, err := newStore().Install(ctx, app, installation("client-1", "first")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name                     string
+		in                       tenantstore.Installation
+		wantSecretGets, wantPuts int
+	}{
+		{name: "identical retry", in: installation("client-1", "first"), wantSecretGets: 1, wantPuts: 0},
+		{name: "rotation", in: installation("client-1", "second"), wantSecretGets: 1, wantPuts: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var secretGets, puts atomic.Int32
+			direct, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+			if err != nil {
+				t.Fatal(err)
+			}
+			counting := interceptor.NewClient(direct, interceptor.Funcs{
+				Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+					if _, ok := obj.(*corev1.Secret); ok {
+						secretGets.Add(1)
+					}
+					return c.Get(ctx, key, obj, opts...)
+				},
+				Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+					puts.Add(1)
+					return c.Update(ctx, obj, opts...)
+				},
+			})
+			store := &tenantstore.Store{Client: counting, Scheme: env.Scheme}
+			if _, err := store.Install(ctx, app, tc.in); err != nil {
+				t.Fatal(err)
+			}
+			if got := secretGets.Load(); got != int32(tc.wantSecretGets) {
+				t.Errorf("Secret reads = %d, want %d", got, tc.wantSecretGets)
+			}
+			if got := puts.Load(); got != int32(tc.wantPuts) {
+				t.Errorf("updates = %d, want %d (the tenant, then its Secret)", got, tc.wantPuts)
+			}
+		})
 	}
 }
