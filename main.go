@@ -22,6 +22,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -240,8 +241,9 @@ func run(ctx context.Context, opts options) error {
 }
 
 // setupReceiver wires the lifecycle receiver into mgr: it runs on every
-// replica, starts listening only once the ConnectApp cache is synced (so
-// no genuine callback meets an empty route table), and drains on shutdown.
+// replica, starts listening only once the ConnectApp cache is synced and
+// the route tables hold every app in it (so no genuine callback meets an
+// empty route table), and drains on shutdown.
 func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*httpserve.Server, error) {
 	trusted, err := ipranges.ParsePrefixes(opts.trustedProxies)
 	if err != nil {
@@ -268,7 +270,8 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*htt
 	if err != nil {
 		return nil, err
 	}
-	if err := apps.Watch(ctx, informer, mgr.GetCache()); err != nil {
+	appsWatch, err := apps.Watch(ctx, informer, mgr.GetCache())
+	if err != nil {
 		return nil, err
 	}
 
@@ -314,7 +317,8 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*htt
 	forgeKeys := &forgejwt.KeySet{URL: opts.forgeJWKSURL}
 	forgeReplay := &forgejwt.ReplayCache{}
 	forgeApps := webhook.NewForgeAppIndex()
-	if err := forgeApps.Watch(ctx, informer, mgr.GetCache()); err != nil {
+	forgeAppsWatch, err := forgeApps.Watch(ctx, informer, mgr.GetCache())
+	if err != nil {
 		return nil, err
 	}
 	forge := &webhook.ForgeReceiver{
@@ -338,6 +342,12 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*htt
 	server := webhook.NewServer(opts.receiverAddr, withAuthz(authorizer, forge.Wrap(receiver)), func(ctx context.Context) error {
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return errors.New("the ConnectApp cache did not sync")
+		}
+		// A synced cache has not necessarily called the route tables'
+		// handlers yet: listening before they hold every app would
+		// answer genuine callbacks 404.
+		if !toolscache.WaitForCacheSync(ctx.Done(), appsWatch.HasSynced, forgeAppsWatch.HasSynced) {
+			return errors.New("the receiver's route tables did not fill")
 		}
 		return index.WaitForSync(ctx)
 	})

@@ -76,20 +76,29 @@ func (x *AppIndex) Set(apps []connectv1.ConnectApp) {
 }
 
 // Watch keeps the index in step with the ConnectApps in reader (a cache)
-// by rebuilding it on every change the informer reports.
-func (x *AppIndex) Watch(ctx context.Context, informer eventSource, reader client.Reader) error {
+// by rebuilding it on every change the informer reports. The index is
+// complete once the returned registration HasSynced: the informer's
+// initial list has then reached the index, which a synced cache alone does
+// not promise (handlers are called after the store is filled), so a
+// receiver that listens before that answers genuine callbacks 404.
+func (x *AppIndex) Watch(ctx context.Context, informer eventSource, reader client.Reader) (cache.ResourceEventHandlerRegistration, error) {
+	return watchApps(ctx, informer, reader, x.Set)
+}
+
+// watchApps calls set with every ConnectApp in reader whenever informer
+// reports a change; the registration tells when the initial list is in.
+func watchApps(ctx context.Context, informer eventSource, reader client.Reader, set func([]connectv1.ConnectApp)) (cache.ResourceEventHandlerRegistration, error) {
 	rebuild := func() {
 		var list connectv1.ConnectAppList
 		if err := reader.List(ctx, &list); err == nil {
-			x.Set(list.Items)
+			set(list.Items)
 		}
 	}
-	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	return informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { rebuild() },
 		UpdateFunc: func(any, any) { rebuild() },
 		DeleteFunc: func(any) { rebuild() },
 	})
-	return err
 }
 
 // eventSource is the part of an informer that Watch needs.

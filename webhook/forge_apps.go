@@ -48,20 +48,10 @@ func (x *ForgeAppIndex) Set(apps []connectv1.ConnectApp) {
 	x.snapshot.Store(&routes)
 }
 
-// Watch keeps the index in step with the ConnectApps in reader.
-func (x *ForgeAppIndex) Watch(ctx context.Context, informer eventSource, reader client.Reader) error {
-	rebuild := func() {
-		var list connectv1.ConnectAppList
-		if err := reader.List(ctx, &list); err == nil {
-			x.Set(list.Items)
-		}
-	}
-	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { rebuild() },
-		UpdateFunc: func(any, any) { rebuild() },
-		DeleteFunc: func(any) { rebuild() },
-	})
-	return err
+// Watch keeps the index in step with the ConnectApps in reader; it is
+// complete once the returned registration HasSynced (AppIndex.Watch).
+func (x *ForgeAppIndex) Watch(ctx context.Context, informer eventSource, reader client.Reader) (cache.ResourceEventHandlerRegistration, error) {
+	return watchApps(ctx, informer, reader, x.Set)
 }
 
 func (x *ForgeAppIndex) routes(path string) []route {
