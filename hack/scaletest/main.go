@@ -11,13 +11,16 @@
 //	go run ./hack/scaletest -tenants 10000 -apps 10
 //	go run ./hack/scaletest -tenants 10000 -apps 1
 //	go run ./hack/scaletest -tenants 100000 -apps 10
+//	go run ./hack/scaletest -tenants 10000 -apps 1 -heap-profile /tmp/heap.pb.gz   # then: go tool pprof -sample_index=inuse_space -top /tmp/heap.pb.gz
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +36,7 @@ import (
 	"github.com/tenantry/tenantry/internal/atlassiantest"
 	"github.com/tenantry/tenantry/internal/loadgen"
 	"github.com/tenantry/tenantry/internal/tenantstore"
+	"github.com/tenantry/tenantry/internal/testenv"
 )
 
 func main() {
@@ -42,6 +46,7 @@ func main() {
 	concurrency := flag.Int("verify-concurrency", 32, "the operator's --max-concurrent-verifications and --tenant-reconcile-concurrency")
 	memLimit := flag.String("gomemlimit", "", "GOMEMLIMIT for the operator (the Helm chart derives it from the memory limit); empty leaves Go's default")
 	flag.StringVar(&binaryPath, "binary", "", "tenantry binary to run (default: build this checkout)")
+	flag.StringVar(&heapProfilePath, "heap-profile", "", "after the sweep, save the operator's heap profile (through its --pprof-bind-address) to this file")
 	flag.Parse()
 	if err := run(*tenants, *apps, *workers, *concurrency, *memLimit); err != nil {
 		fmt.Fprintln(os.Stderr, "scaletest:", err)
@@ -49,8 +54,8 @@ func main() {
 	}
 }
 
-// binaryPath is -binary.
-var binaryPath string
+// binaryPath is -binary; heapProfilePath is -heap-profile.
+var binaryPath, heapProfilePath string
 
 func run(tenantCount, appCount, workers, concurrency int, memLimit string) error {
 	cp, err := bench.Start(bench.Options{})
@@ -130,6 +135,11 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 		"--tenant-ca-file", caFile, "--zap-log-level", "error",
 		"--max-concurrent-verifications", strconv.Itoa(concurrency), "--tenant-reconcile-concurrency", strconv.Itoa(concurrency),
 	}
+	var pprofAddr string
+	if heapProfilePath != "" {
+		pprofAddr = testenv.FreeAddrs(1)[0]
+		args = append(args, "--pprof-bind-address", pprofAddr)
+	}
 	var env []string
 	if memLimit != "" {
 		env = append(env, "GOMEMLIMIT="+memLimit)
@@ -198,7 +208,35 @@ func run(tenantCount, appCount, workers, concurrency int, memLimit string) error
 		bench.MiB(int64(metrics["go_memstats_heap_inuse_bytes"])), memLimit)
 	fmt.Printf("scaletest: kube-apiserver RSS %s (peak %s), etcd RSS %s (peak %s)\n", bench.MiB(apiMem.RSS), bench.MiB(apiMem.Peak),
 		bench.MiB(etcdMem.RSS), bench.MiB(etcdMem.Peak))
+	if heapProfilePath != "" {
+		if err := saveHeapProfile(pprofAddr, heapProfilePath); err != nil {
+			return err
+		}
+		fmt.Printf("scaletest: operator heap profile in %s (go tool pprof -sample_index=inuse_space -top %s)\n", heapProfilePath, heapProfilePath)
+	}
 	return nil
+}
+
+// saveHeapProfile saves the heap profile served at addr's /debug/pprof/heap
+// to path, after a GC so that in-use figures are the live heap.
+func saveHeapProfile(addr, path string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: %s from %s", resp.Status, addr)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return f.Close()
 }
 
 // waitAppCounts waits until the apps' status.tenants.verified add up to
