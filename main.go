@@ -43,6 +43,7 @@ import (
 	"github.com/tenantry/tenantry/internal/httpserve"
 	"github.com/tenantry/tenantry/internal/importer"
 	"github.com/tenantry/tenantry/internal/installkeys"
+	"github.com/tenantry/tenantry/internal/intern"
 	"github.com/tenantry/tenantry/internal/ipranges"
 	"github.com/tenantry/tenantry/internal/tenantcheck"
 	"github.com/tenantry/tenantry/internal/tenantstore"
@@ -184,8 +185,9 @@ func run(ctx context.Context, opts options) error {
 	cacheOpts := cache.Options{
 		ByObject: controllers.SecretCacheOptions(),
 		// managedFields are a large share of every cached object and
-		// nothing here reads them.
-		DefaultTransform: cache.TransformStripManagedFields(),
+		// nothing here reads them; the strings every tenant and Secret
+		// repeat (namespace, owner, labels, conditions) are kept once.
+		DefaultTransform: intern.Transform(),
 	}
 	if len(opts.namespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
