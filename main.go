@@ -154,7 +154,7 @@ var subcommands = map[string]func(args []string) int{
 // unboundedGCPercent is the GC target when neither GOMEMLIMIT nor GOGC is
 // set. Go's default (100) lets the heap grow to twice its live set; with
 // no memory limit to stop it, that is the operator's RSS (170 MiB at
-// 10,000 tenants, 131 MiB at 50: docs/benchmarks.md, "Scale"), for ~12%
+// 10,000 tenants, 135 MiB at 50: docs/benchmarks.md, "Scale"), for ~10%
 // more operator CPU. With GOMEMLIMIT (the Helm chart sets it from the
 // container's limit) the limit bounds the heap and Go's default applies;
 // GOGC in the environment always wins.
