@@ -6,6 +6,7 @@ package testenv
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -168,8 +169,18 @@ func (e *Env) KillAPIServer() error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// Stop finds the process exited and only resets envtest's state.
-	return e.env.ControlPlane.GetAPIServer().Stop()
+	// Stop finds the process exited and only resets envtest's state, once
+	// envtest's own Wait has recorded the exit. The kernel reaps the
+	// process (its /proc entry goes) a moment before that Wait returns;
+	// in that window Stop still thinks it runs, signals its process group
+	// and gets ESRCH. Retry until envtest has caught up.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		err := e.env.ControlPlane.GetAPIServer().Stop()
+		if !errors.Is(err, syscall.ESRCH) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // apiServerPID finds this Env's kube-apiserver among the running processes
