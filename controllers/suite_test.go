@@ -109,6 +109,15 @@ func (w *world) install(tenant atlassiantest.Tenant, siteSecret string) string {
 	if siteSecret != "" {
 		site.Know(w.app.Spec.Key, []byte(siteSecret))
 	}
+	// A new tenant is due for verification at its creationTimestamp (the
+	// API server's clock) plus the app's delay, while the tests step the
+	// fake clock from when the world was made. On a loaded machine the
+	// install can come seconds after that, and a step of delay+1s then
+	// lands before the due time (TestAppStatus's CI failure). Bringing the
+	// clock up to the creation time keeps every step relative to it.
+	if created := res.Tenant.CreationTimestamp.Time; w.clock.Now().Before(created) {
+		w.clock.SetTime(created)
+	}
 	return res.Tenant.Name
 }
 
