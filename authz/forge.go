@@ -36,17 +36,14 @@ const (
 	// ReasonForgeNotConfigured: a Bearer token for an app without
 	// spec.forge.
 	ReasonForgeNotConfigured connect.Reason = "ForgeNotConfigured"
-	// ReasonUnknownInstallation: no tenant for the installation, and the
-	// app's unseenInstallations policy is Refuse.
-	ReasonUnknownInstallation connect.Reason = "UnknownInstallation"
-	// ReasonInstallationUninstalled: the installation's tenant is
-	// Uninstalled.
-	ReasonInstallationUninstalled connect.Reason = "TenantUninstalled"
-	// ReasonInstallationRogue: the installation's tenant was judged rogue.
-	ReasonInstallationRogue connect.Reason = "TenantRogue"
-	// ReasonUnlicensed: no active licence, and the app's unlicensed policy
-	// is Refuse.
-	ReasonUnlicensed connect.Reason = "Unlicensed"
+	// The serving rule's refusals (connectv1.ConnectTenant.Serving) that a
+	// Forge-mode decision meets most: no tenant for the installation under
+	// unseenInstallations: Refuse, an uninstalled or rogue tenant, and no
+	// active licence under unlicensed: Refuse.
+	ReasonUnknownInstallation     = connect.Reason(connectv1.ServingUnknownInstallation)
+	ReasonInstallationUninstalled = connect.ReasonTenantUninstalled
+	ReasonInstallationRogue       = connect.ReasonTenantRogue
+	ReasonUnlicensed              = connect.ReasonUnlicensed
 )
 
 // Forge is the Forge mode of the endpoint: requests with
@@ -137,19 +134,17 @@ func (h *Handler) decideForge(r *http.Request, token string) (string, *forgejwt.
 		return label, nil, nil, err
 	}
 	tenant := h.Index.forgeTenant(app, claims.InstallationID(), claims.CloudID())
-	switch {
-	case tenant == nil && app.Spec.Forge.GetUnseenInstallations() == connectv1.ForgeUnseenRefuse:
-		h.Forge.unseen.WithLabelValues(label, "refused").Inc()
-		return label, nil, nil, &connect.AuthError{Reason: ReasonUnknownInstallation, Err: errors.New("no tenant for this Forge installation")}
-	case tenant == nil:
-		h.Forge.unseen.WithLabelValues(label, "allowed").Inc()
-	case tenant.GetState() == connectv1.TenantUninstalled:
-		return label, nil, nil, &connect.AuthError{Reason: ReasonInstallationUninstalled, Err: errors.New("the installation's tenant is uninstalled")}
-	case tenant.Status.Phase == connectv1.PhaseRogue:
-		return label, nil, nil, &connect.AuthError{Reason: ReasonInstallationRogue, Err: errors.New("the installation's tenant was judged rogue")}
+	licensed := claims.App.License != nil && claims.App.License.IsActive
+	verdict := tenant.Serving(app, connectv1.ServingRequest{Credential: connectv1.CredentialForge, FITLicense: &licensed})
+	if tenant == nil {
+		decision := "allowed"
+		if verdict.Reason == connectv1.ServingUnknownInstallation {
+			decision = "refused"
+		}
+		h.Forge.unseen.WithLabelValues(label, decision).Inc()
 	}
-	if app.Spec.Forge.GetUnlicensed() == connectv1.ForgeUnlicensedRefuse && (claims.App.License == nil || !claims.App.License.IsActive) {
-		return label, nil, nil, &connect.AuthError{Reason: ReasonUnlicensed, Err: errors.New("no active licence")}
+	if !verdict.Served() {
+		return label, nil, nil, &connect.AuthError{Reason: connect.Reason(verdict.Reason), Err: errors.New(verdict.Message)}
 	}
 	// Spent last, once the request is allowed; atomically, so that two
 	// concurrent requests with one token cannot both pass.

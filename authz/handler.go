@@ -34,7 +34,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/forgejwt"
 	"github.com/tenantry/tenantry/pkg/connect"
 )
@@ -140,7 +139,7 @@ func (h *Handler) decide(ctx context.Context, r *http.Request) (string, *connect
 		Tenants:           appTenants{index: h.Index, app: app},
 		BaseURL:           app.Spec.BaseURL,
 		ContextTokenPaths: app.Spec.RequestAuthentication.ContextTokenPaths,
-		RefuseUnverified:  app.GetUnverifiedTenants() == connectv1.UnverifiedTenantsRefuse,
+		App:               app,
 		Leeway:            h.Leeway,
 		Now:               h.Now,
 	}

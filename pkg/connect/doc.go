@@ -15,6 +15,10 @@
 // HS256 only, exp required, iat and nbf within a leeway, iss naming a
 // tenant of this app, qsh equal to the hash of the request (relative to
 // the app's base URL path), and the fixed qsh "context-qsh" accepted only
-// on paths the app declares for context tokens. Tenants that are
-// uninstalled, disabled or judged rogue are refused.
+// on paths the app declares for context tokens. Once the signature has
+// verified, the tenant must pass Tenantry's one serving rule
+// (connectv1.ConnectTenant.Serving, the rule /authz and the egress endpoint
+// apply too): tenants that are uninstalled, disabled, judged rogue or
+// quarantined are refused, and so, under the app's policy (Verifier.App),
+// are unverified and unlicensed ones.
 package connect

@@ -34,6 +34,12 @@ type Tenant struct {
 
 	verified bool
 
+	// obj is the ConnectTenant the Tenant was built from, for the serving
+	// rule (connectv1.ConnectTenant.Serving); fingerprint is the keyed
+	// fingerprint of the Secret it was built with.
+	obj         *connectv1.ConnectTenant
+	fingerprint string
+
 	// sharedSecret verifies the product's tokens and signs the app's.
 	// Unexported so that printing or logging a Tenant cannot leak it.
 	sharedSecret []byte
@@ -53,35 +59,32 @@ func (t *Tenant) Verified() bool { return t.verified }
 // stored beside the secret.
 func NewTenant(obj *connectv1.ConnectTenant, appKey string, secret *corev1.Secret) *Tenant {
 	var sharedSecret []byte
+	fp := ""
 	if secret != nil {
 		sharedSecret = secret.Data[connectv1.SecretKeySharedSecret]
+		fp = tenantstore.SecretFingerprint(secret.Data)
 	}
 	return &Tenant{
 		Name: obj.Name, Namespace: obj.Namespace,
 		AppKey: appKey, ClientKey: obj.Spec.ClientKey, BaseURL: obj.Spec.BaseURL, ProductType: obj.Spec.ProductType,
-		Installed:    obj.Spec.State != connectv1.TenantUninstalled && obj.DeletionTimestamp == nil,
-		Enabled:      obj.Spec.Enabled == nil || *obj.Spec.Enabled,
+		Installed:    obj.GetState() != connectv1.TenantUninstalled && obj.DeletionTimestamp == nil,
+		Enabled:      obj.IsEnabled(),
 		Phase:        string(obj.Status.Phase),
-		verified:     provenSecret(obj, secret),
+		verified:     provenSecret(obj, secret, fp),
+		obj:          obj,
+		fingerprint:  fp,
 		sharedSecret: sharedSecret,
 	}
 }
 
 // provenSecret: the tenant is Verified and its last verification proved
-// this very secret, as stored (status.verifiedSecretFingerprint is the
-// keyed fingerprint of secret's data). Nothing else counts: not
-// status.secretFingerprint (which names the current secret, proven or
-// not), and not a fingerprint an older Tenantry wrote unkeyed (anyone
-// could have computed it; the controller verifies such a tenant again).
-func provenSecret(obj *connectv1.ConnectTenant, secret *corev1.Secret) bool {
-	if obj.Status.Phase != connectv1.PhaseVerified {
-		return false
-	}
+// this very secret, as stored (connectv1.ConnectTenant.SecretVerified).
+// A Forge installation has no secret: the FIT's signature proves it.
+func provenSecret(obj *connectv1.ConnectTenant, secret *corev1.Secret, fp string) bool {
 	if secret == nil {
-		return true // a Forge installation: proven by the FIT's signature
+		return obj.Status.Phase == connectv1.PhaseVerified
 	}
-	fp := tenantstore.SecretFingerprint(secret.Data)
-	return fp != "" && fp == obj.Status.VerifiedSecretFingerprint
+	return obj.SecretVerified(fp)
 }
 
 // ErrUnknownTenant: no tenant of the app has this clientKey.
@@ -133,3 +136,10 @@ func (ts *Tenants) Lookup(ctx context.Context, clientKey string) (*Tenant, error
 
 // ErrSecretMissing: the tenant exists but its Secret does not (yet).
 var ErrSecretMissing = errors.New("the tenant's shared secret is missing")
+
+// Serving is the serving rule's verdict (connectv1.ConnectTenant.Serving)
+// on a Connect exchange with the tenant under app's policy: whether the
+// app may accept the product's request, or call the product, now.
+func (t *Tenant) Serving(app *connectv1.ConnectApp) connectv1.ServingVerdict {
+	return t.obj.Serving(app, connectv1.ServingRequest{Credential: connectv1.CredentialConnect, SecretFingerprint: t.fingerprint})
+}

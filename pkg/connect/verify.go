@@ -34,10 +34,15 @@ const (
 	ReasonMissingExpiry       Reason = "MissingExpiry"
 	ReasonQSHMismatch         Reason = "QSHMismatch"
 	ReasonContextQSHRefused   Reason = "ContextQSHRefused"
-	ReasonTenantUninstalled   Reason = "TenantUninstalled"
-	ReasonTenantDisabled      Reason = "TenantDisabled"
-	ReasonTenantRogue         Reason = "TenantRogue"
-	ReasonTenantUnverified    Reason = "TenantUnverified"
+	// The serving rule's refusals (connectv1.ConnectTenant.Serving), told
+	// once the signature has verified.
+	ReasonTenantUninstalled     = Reason(connectv1.ServingTenantUninstalled)
+	ReasonTenantDisabled        = Reason(connectv1.ServingTenantDisabled)
+	ReasonTenantRogue           = Reason(connectv1.ServingTenantRogue)
+	ReasonTenantQuarantined     = Reason(connectv1.ServingTenantQuarantined)
+	ReasonTenantUnverified      = Reason(connectv1.ServingTenantUnverified)
+	ReasonUnlicensed            = Reason(connectv1.ServingUnlicensed)
+	ReasonNoConnectInstallation = Reason(connectv1.ServingNoConnectInstallation)
 	// ReasonAmbiguousQuery: the query is one that parsers read
 	// differently (";", a malformed percent-escape), so no qsh can be
 	// known to cover what the app will read.
@@ -137,8 +142,13 @@ type Verifier struct {
 	// ContextTokenPaths are path prefixes, relative to BaseURL's path, on
 	// which context JWTs are accepted; elsewhere they are refused.
 	ContextTokenPaths []string
+	// App, when set, is the ConnectApp whose policy the serving rule
+	// applies (connectv1.ConnectTenant.Serving): requestAuthentication's
+	// unverifiedTenants and spec.forge.unlicensed. Without it only the
+	// tenant's own state counts, and RefuseUnverified.
+	App *connectv1.ConnectApp
 	// RefuseUnverified accepts only tenants whose shared secret the
-	// product has confirmed (phase Verified).
+	// product has confirmed (phase Verified), whatever App says.
 	RefuseUnverified bool
 	// Leeway on exp, iat and nbf; 0 means DefaultLeeway.
 	Leeway time.Duration
@@ -208,17 +218,24 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (*Identity, error) {
 		return nil, &AuthError{Reason: Reason(connectjwt.Reason(err)), Err: err}
 	}
 
-	switch {
-	case !tenant.Installed:
-		return nil, refuse(ReasonTenantUninstalled, "the product uninstalled the app from this site")
-	case !tenant.Enabled:
-		return nil, refuse(ReasonTenantDisabled, "the app is disabled on this site")
-	case tenant.Phase == string(connectv1.PhaseRogue):
-		return nil, refuse(ReasonTenantRogue, "the tenant failed verification and was judged rogue")
-	case v.RefuseUnverified && !tenant.Verified():
-		return nil, refuse(ReasonTenantUnverified, "the product has not confirmed this tenant's shared secret yet (phase %s)", tenant.Phase)
+	if verdict := tenant.Serving(v.servingApp()); !verdict.Served() {
+		return nil, refuse(Reason(verdict.Reason), "%s", verdict.Message)
 	}
 	return &Identity{Tenant: tenant, AccountID: claims.Subject, ContextToken: claims.QSH == connectjwt.ContextQSH}, nil
+}
+
+// servingApp is the app whose policy the serving rule applies.
+func (v *Verifier) servingApp() *connectv1.ConnectApp {
+	app := v.App
+	if app == nil {
+		app = &connectv1.ConnectApp{}
+	}
+	if v.RefuseUnverified && app.GetUnverifiedTenants() != connectv1.UnverifiedTenantsRefuse {
+		refusing := *app
+		refusing.Spec.RequestAuthentication.UnverifiedTenants = connectv1.UnverifiedTenantsRefuse
+		app = &refusing
+	}
+	return app
 }
 
 // decoySecret verifies nothing: it only makes a refusal for a missing
