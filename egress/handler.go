@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -59,18 +60,31 @@ type Handler struct {
 	// Timeout bounds a call; zero means DefaultTimeout.
 	Timeout time.Duration
 	// AllowHTTP permits http baseUrls (local demos only, as for
-	// verification calls).
+	// verification calls). A Forge call is https whatever it says.
 	AllowHTTP bool
-	Metrics   *Metrics
-	Log       logr.Logger
+	// ForgeAPIHosts are the hosts Forge calls may go to: a tenant's
+	// spec.forge.apiBaseUrl must be on one of them, so that no edit of a
+	// ConnectTenant can send the app's system token anywhere else. Empty
+	// means DefaultForgeAPIHosts.
+	ForgeAPIHosts []string
+	// Now is the clock the kept Forge tokens' expiry is read against; nil
+	// means time.Now.
+	Now     func() time.Time
+	Metrics *Metrics
+	Log     logr.Logger
 }
 
 // call is one request on its way to the product.
 type call struct {
+	// mode is app, user (both with the Connect credential) or forge.
 	app, mode, hostClass string
-	tenant               *connect.Tenant
-	base                 *url.URL
-	bearer               string // set for a call as a user
+	// tenant is the ConnectTenant called, for the log.
+	tenant *connectv1.ConnectTenant
+	// signer signs a Connect call as the app.
+	signer *connect.Tenant
+	base   *url.URL
+	// bearer is a user's access token, or the Forge app system token.
+	bearer string
 }
 
 type refusal struct {
@@ -119,7 +133,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pr.Out.URL = target
 			pr.Out.Host = ""
 			pr.Out.RequestURI = ""
-			for _, name := range []string{"Authorization", AccountIDHeader, ScopesHeader, "Cookie", "Proxy-Authorization", "Forwarded"} {
+			for _, name := range []string{"Authorization", AccountIDHeader, ScopesHeader, CredentialHeader, "Cookie", "Proxy-Authorization", "Forwarded"} {
 				pr.Out.Header.Del(name)
 			}
 			// Rewrite already dropped X-Forwarded-*: the product learns
@@ -162,7 +176,10 @@ func (h *Handler) finish(c *call, status int, ref *refusal, start time.Time) {
 	}
 	log := h.Log.WithValues("app", c.app, "mode", c.mode, "reason", reasonName)
 	if c.tenant != nil {
-		log = log.WithValues("tenant", c.tenant.Name, "clientKeyHash", tenantstore.ClientKeyHash(c.tenant.ClientKey))
+		log = log.WithValues("tenant", c.tenant.Name)
+		if c.tenant.Spec.ClientKey != "" {
+			log = log.WithValues("clientKeyHash", tenantstore.ClientKeyHash(c.tenant.Spec.ClientKey))
+		}
 	}
 	if ref.reason.status >= 500 {
 		log.Info("egress call failed", "status", status, "message", ref.Error())
@@ -181,7 +198,7 @@ func (h *Handler) prepare(r *http.Request) (*call, *url.URL, *refusal) {
 	}
 	route, ok := parseRoute(r.URL.EscapedPath())
 	if !ok {
-		return c, nil, refuse(reasonNoRoute, "want /<namespace>/<connectapp>/tenants/<clientKey>/<path>")
+		return c, nil, refuse(reasonNoRoute, "want /<namespace>/<connectapp>/{tenants/<clientKey>,connecttenants/<name>,cloudids/<cloudId>}/<path>")
 	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || token == "" {
@@ -209,30 +226,62 @@ func (h *Handler) prepare(r *http.Request) (*call, *url.URL, *refusal) {
 		return c, nil, refuse(reasonNotAllowed, "%s is not in %s's spec.egress.allowedServiceAccounts", sa, route.app)
 	}
 	c.app = route.app.String()
+	credential, ok := parseCredential(r.Header.Get(CredentialHeader))
+	if !ok {
+		return c, nil, refuse(reasonInvalidCredential, "%s is %q or %q", CredentialHeader, CredentialConnect, CredentialForge)
+	}
 
-	obj := &connectv1.ConnectTenant{}
-	key := types.NamespacedName{Namespace: app.Namespace, Name: tenantstore.TenantName(app.Name, route.clientKey)}
-	if err := h.Reader.Get(ctx, key, obj); err != nil {
-		if apierrors.IsNotFound(err) {
-			return c, nil, refuse(reasonUnknownTenant, "app %s has no tenant with this clientKey", c.app)
-		}
-		return c, nil, &refusal{reason: reasonCacheUnavailable, err: err}
-	}
-	// The name holds 64 bits of the clientKey's hash: confirm the key.
-	if obj.Spec.ClientKey != route.clientKey || obj.Spec.AppRef.Name != app.Name {
-		return c, nil, refuse(reasonUnknownTenant, "app %s has no tenant with this clientKey", c.app)
-	}
-	if ref := tenantState(obj); ref != nil {
+	obj, ref := h.findTenant(ctx, app, route)
+	if ref != nil {
 		return c, nil, ref
 	}
-	secret, err := tenantstore.ReadSecret(ctx, h.Reader, obj)
-	if err != nil {
-		if errors.Is(err, tenantstore.ErrSecretMissing) {
-			return c, nil, &refusal{reason: reasonSecretMissing, err: err}
+	c.tenant = obj
+	if credential == "" {
+		// Connect where there is a Connect tenant, so that a tenant whose
+		// app moves to Forge is called as before until the caller asks.
+		credential = CredentialConnect
+		if obj.Spec.ClientKey == "" {
+			credential = CredentialForge
 		}
-		return c, nil, &refusal{reason: reasonCacheUnavailable, err: err}
 	}
-	c.tenant = connect.NewTenant(obj, app.Spec.Key, secret)
+	if credential == CredentialForge {
+		if c.mode == "user" {
+			return c, nil, refuse(reasonForgeUserCall, "Forge hands a remote a user token only within that user's invocation (protocol.md §10.5): call as the app, or with %s: %s on a Connect-on-Forge tenant", CredentialHeader, CredentialConnect)
+		}
+		c.mode = "forge"
+		return h.prepareForge(r, c, app, obj, route)
+	}
+	return h.prepareConnect(r, c, app, obj, route)
+}
+
+// prepareConnect readies a call with the tenant's shared secret: signed as
+// the app, or with a user's access token.
+func (h *Handler) prepareConnect(r *http.Request, c *call, app *connectv1.ConnectApp, obj *connectv1.ConnectTenant, route route) (*call, *url.URL, *refusal) {
+	ctx := r.Context()
+	var secret *corev1.Secret
+	var secretErr error
+	fp := ""
+	if obj.Spec.ClientKey != "" { // a Forge-only tenant has none; the rule says so
+		secret, secretErr = tenantstore.ReadSecret(ctx, h.Reader, obj)
+		if secretErr != nil && !errors.Is(secretErr, tenantstore.ErrSecretMissing) {
+			return c, nil, &refusal{reason: reasonCacheUnavailable, err: secretErr}
+		}
+		if secret != nil {
+			fp = tenantstore.SecretFingerprint(secret.Data)
+		}
+	}
+	verdict := obj.Serving(app, connectv1.ServingRequest{Credential: connectv1.CredentialConnect, SecretFingerprint: fp})
+	// A missing Secret is a more precise answer than "unverified".
+	if !verdict.Served() && (secretErr == nil || verdict.Reason != connectv1.ServingTenantUnverified) {
+		return c, nil, servingRefusal(verdict)
+	}
+	if secretErr != nil {
+		return c, nil, &refusal{reason: reasonSecretMissing, err: secretErr}
+	}
+	if app.Spec.Key == "" {
+		return c, nil, refuse(reasonNoAppKey, "the ConnectApp has no spec.key to sign Connect calls with; call with %s: %s", CredentialHeader, CredentialForge)
+	}
+	c.signer = connect.NewTenant(obj, app.Spec.Key, secret)
 
 	base, err := url.Parse(strings.TrimSuffix(obj.Spec.BaseURL, "/"))
 	if err != nil || base.Host == "" || base.RawQuery != "" || base.Fragment != "" {
@@ -278,19 +327,6 @@ func (h *Handler) userToken(r *http.Request, c *call, obj *connectv1.ConnectTena
 	return nil
 }
 
-// tenantState refuses tenants the app must not speak for.
-func tenantState(obj *connectv1.ConnectTenant) *refusal {
-	switch {
-	case obj.Spec.State == connectv1.TenantUninstalled || obj.DeletionTimestamp != nil || obj.Status.Phase == connectv1.PhaseUninstalled:
-		return refuse(reasonTenantUninstalled, "the product uninstalled the app")
-	case obj.Spec.Enabled != nil && !*obj.Spec.Enabled:
-		return refuse(reasonTenantDisabled, "the app is disabled on the site")
-	case obj.Status.Phase == connectv1.PhaseRogue:
-		return refuse(reasonTenantRogue, "the tenant was judged rogue")
-	}
-	return nil
-}
-
 func allowed(app *connectv1.ConnectApp, sa ServiceAccount) bool {
 	return slices.ContainsFunc(app.Spec.Egress.AllowedServiceAccounts, func(ref connectv1.ServiceAccountReference) bool {
 		ns := ref.Namespace
@@ -301,23 +337,53 @@ func allowed(app *connectv1.ConnectApp, sa ServiceAccount) bool {
 	})
 }
 
+// The ways a call names its tenant: the path segment after the app.
+const (
+	// byClientKey: /tenants/<clientKey>, a Connect or Connect-on-Forge
+	// tenant.
+	byClientKey = "tenants"
+	// byName: /connecttenants/<name>, any tenant by its ConnectTenant's
+	// name (as /authz tells the app in X-Connect-Tenant).
+	byName = "connecttenants"
+	// byCloudID: /cloudids/<cloudId>, the app's tenant on the site (as
+	// /authz tells the app in X-Forge-Cloud-Id).
+	byCloudID = "cloudids"
+)
+
 type route struct {
-	app       types.NamespacedName
-	clientKey string
-	rest      string // escaped, starting with "/"
+	app types.NamespacedName
+	by  string // byClientKey, byName or byCloudID
+	id  string // the clientKey, name or cloudId, unescaped
+	// rest is the path on the product, escaped, starting with "/".
+	rest string
 }
 
-// parseRoute reads /<namespace>/<connectapp>/tenants/<clientKey>/<rest>.
+// parseRoute reads /<namespace>/<connectapp>/<by>/<id>/<rest>.
 func parseRoute(path string) (route, bool) {
 	parts := strings.SplitN(strings.TrimPrefix(path, "/"), "/", 5)
-	if len(parts) < 5 || parts[0] == "" || parts[1] == "" || parts[2] != "tenants" || parts[3] == "" {
+	if len(parts) < 5 || parts[0] == "" || parts[1] == "" || parts[3] == "" {
 		return route{}, false
 	}
-	clientKey, err := url.PathUnescape(parts[3])
-	if err != nil || clientKey == "" {
+	switch parts[2] {
+	case byClientKey, byName, byCloudID:
+	default:
 		return route{}, false
 	}
-	return route{app: types.NamespacedName{Namespace: parts[0], Name: parts[1]}, clientKey: clientKey, rest: "/" + parts[4]}, true
+	id, err := url.PathUnescape(parts[3])
+	if err != nil || id == "" {
+		return route{}, false
+	}
+	return route{app: types.NamespacedName{Namespace: parts[0], Name: parts[1]}, by: parts[2], id: id, rest: "/" + parts[4]}, true
+}
+
+// parseCredential reads CredentialHeader: "" (the default), connect or
+// forge.
+func parseCredential(v string) (string, bool) {
+	switch v = strings.ToLower(strings.TrimSpace(v)); v {
+	case "", CredentialConnect, CredentialForge:
+		return v, true
+	}
+	return "", false
 }
 
 // targetURL joins the tenant's baseUrl and the path on the product. Dot
@@ -421,7 +487,7 @@ func (t *followingTransport) sign(req *http.Request) error {
 		req.Header.Set("Authorization", "Bearer "+t.call.bearer)
 		return nil
 	}
-	if err := t.call.tenant.Sign(req); err != nil {
+	if err := t.call.signer.Sign(req); err != nil {
 		return fmt.Errorf("%w: %v", errSigning, err)
 	}
 	return nil

@@ -25,7 +25,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tenantry_egress_requests_total",
-			Help: "Calls through the egress endpoint, by app (namespace/name; empty until the caller is allowed), mode (app, user), tenant host class (atlassian.net, jira.com, jira-dev.com, other), status class of the answer (2xx … 5xx) and reason (empty when the product answered).",
+			Help: "Calls through the egress endpoint, by app (namespace/name; empty until the caller is allowed), mode (app and user with the Connect credential, forge with the Forge app system token), tenant host class (atlassian.net, jira.com, jira-dev.com, atlassian.com for Forge's API host, other), status class of the answer (2xx … 5xx) and reason (empty when the product answered).",
 		}, []string{"app", "mode", "host_class", "status", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tenantry_egress_request_duration_seconds",
@@ -93,8 +93,9 @@ func statusClass(code int) string {
 }
 
 // hostClasses are the tenant host suffixes the metrics tell apart
-// (protocol.md §5.2); every other host is "other".
-var hostClasses = []string{"atlassian.net", "jira.com", "jira-dev.com"}
+// (protocol.md §5.2, and Forge's api.atlassian.com, §10.5); every other
+// host is "other".
+var hostClasses = []string{"atlassian.net", "jira.com", "jira-dev.com", "atlassian.com"}
 
 func hostClass(host string) string {
 	host = strings.ToLower(host)

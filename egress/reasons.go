@@ -1,13 +1,18 @@
 package egress
 
-import "net/http"
+import (
+	"errors"
+	"net/http"
+
+	connectv1 "github.com/tenantry/tenantry/api/v1"
+)
 
 // ReasonHeader carries the reason of every answer the endpoint gives
 // itself (a refusal or a failure to reach the product); answers the
 // product gave carry none.
 const ReasonHeader = "X-Tenantry-Egress-Reason"
 
-// Request headers that select a call as a user. They are never
+// Request headers that choose how a call is made. They are never
 // forwarded.
 const (
 	// AccountIDHeader names the Atlassian account to act as.
@@ -16,6 +21,21 @@ const (
 	// separated by spaces or commas (e.g. "READ WRITE"); absent means the
 	// app's scopes.
 	ScopesHeader = "X-Tenantry-Scopes"
+	// CredentialHeader chooses the credential of a call: CredentialConnect
+	// or CredentialForge. Absent means Connect for a tenant with a
+	// clientKey (Connect, Connect-on-Forge) and Forge for a Forge-only one.
+	CredentialHeader = "X-Tenantry-Credential"
+)
+
+// Values of CredentialHeader (case-insensitive).
+const (
+	// CredentialConnect: a Connect JWT signed with the tenant's shared
+	// secret, to the tenant's baseUrl (or, as a user, a token from
+	// Connect's JWT-bearer grant).
+	CredentialConnect = "connect"
+	// CredentialForge: the Forge app system token kept for the
+	// installation, to its apiBaseUrl.
+	CredentialForge = "forge"
 )
 
 // reason is one answer the endpoint gives itself: one home for its
@@ -32,13 +52,17 @@ var (
 	reasonInvalidToken        = reason{"InvalidToken", http.StatusUnauthorized}
 	reasonTokenReviewFailed   = reason{"TokenReviewUnavailable", http.StatusServiceUnavailable}
 	reasonNotAllowed          = reason{"ServiceAccountNotAllowed", http.StatusForbidden}
+	reasonInvalidCredential   = reason{"InvalidCredential", http.StatusBadRequest}
 	reasonCacheUnavailable    = reason{"CacheUnavailable", http.StatusServiceUnavailable}
 	reasonUnknownTenant       = reason{"UnknownTenant", http.StatusNotFound}
-	reasonTenantUninstalled   = reason{"TenantUninstalled", http.StatusForbidden}
-	reasonTenantDisabled      = reason{"TenantDisabled", http.StatusForbidden}
-	reasonTenantRogue         = reason{"TenantRogue", http.StatusForbidden}
+	reasonForgeUserCall       = reason{"ForgeUserCallUnsupported", http.StatusForbidden}
 	reasonSecretMissing       = reason{"SecretMissing", http.StatusServiceUnavailable}
+	reasonNoAppKey            = reason{"NoConnectAppKey", http.StatusForbidden}
 	reasonInsecureBaseURL     = reason{"InsecureBaseURL", http.StatusForbidden}
+	reasonNoForgeInstallation = reason{"NoForgeInstallation", http.StatusForbidden}
+	reasonForgeAPIHostRefused = reason{"ForgeAPIHostRefused", http.StatusForbidden}
+	reasonForgeTokenMissing   = reason{"ForgeTokenMissing", http.StatusServiceUnavailable}
+	reasonForgeTokenExpired   = reason{"ForgeTokenExpired", http.StatusServiceUnavailable}
 	reasonInvalidPath         = reason{"InvalidPath", http.StatusBadRequest}
 	reasonInvalidAccountID    = reason{"InvalidAccountId", http.StatusBadRequest}
 	reasonInvalidScopes       = reason{"InvalidScopes", http.StatusBadRequest}
@@ -50,3 +74,12 @@ var (
 	reasonSigningFailed       = reason{"SigningFailed", http.StatusInternalServerError}
 	reasonClientClosedRequest = reason{"ClientClosedRequest", 499}
 )
+
+// servingRefusal answers a serving-rule verdict that does not serve
+// (connectv1.ConnectTenant.Serving): 403 under the rule's own reason
+// (TenantUninstalled, TenantDisabled, TenantRogue, TenantQuarantined,
+// NoConnectInstallation, TenantUnverified, Unlicensed): the tenant's state
+// forbids the call, whoever asks.
+func servingRefusal(v connectv1.ServingVerdict) *refusal {
+	return &refusal{reason: reason{string(v.Reason), http.StatusForbidden}, err: errors.New(v.Message)}
+}

@@ -51,6 +51,7 @@ var (
 	sites     = &hostRouter{hosts: map[string]http.Handler{}}
 	jira      = &atlassiantest.ProductAPI{}
 	wiki      = &atlassiantest.ProductAPI{BasePath: "/wiki"}
+	forgeAPI  = &atlassiantest.ForgeAPI{} // api.atlassian.com
 	authSrv   = &atlassiantest.AuthServer{Audience: authServerURL}
 	offHost   atomic.Int64 // requests that reached a host no tenant owns
 	siteCount atomic.Int64 // makes every site's host unique
@@ -119,7 +120,9 @@ func run(m *testing.M) int {
 		w.WriteHeader(http.StatusTeapot)
 	})
 	sites.hosts["oauth-2-authorization-server.jira.com"] = authSrv
-	srv, pool, _ := atlassiantest.NewTLSServer(sites)
+	forgeAPI.Now, forgeAPI.Override = clock.Now, gatewayQuirks
+	sites.hosts[atlassiantest.ForgeAPIHost] = forgeAPI
+	srv, pool, _ := atlassiantest.NewTLSServerFor(sites, "*.atlassian.net", "*.jira.com", "localhost", atlassiantest.ForgeAPIHost)
 	defer srv.Close()
 	siteURL, sitesPool = srv.URL, pool
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
@@ -138,6 +141,7 @@ func run(m *testing.M) int {
 		Reviewer:   &egress.Reviewer{Client: reviewClient, Metrics: metrics},
 		Transport:  transport,
 		UserTokens: &egress.UserTokens{Server: authServerURL, Client: egress.NewGrantClient(transport), Now: clock.Now, Metrics: metrics},
+		Now:        clock.Now,
 		Metrics:    metrics,
 	}
 	endpoint = httptest.NewServer(handler)
