@@ -582,3 +582,50 @@ func TestUnverifiedTenantsRefuseAppliesToEgress(t *testing.T) {
 		t.Errorf("pending Forge tenant: %d %s, want 200", resp.StatusCode, resp.Header.Get(egress.ReasonHeader))
 	}
 }
+
+// TestForgeOnlyApp: an app registered on Forge alone has no spec.key; its
+// tenants are called with the Forge credential, and nothing assumes a key.
+func TestForgeOnlyApp(t *testing.T) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "egress-forge-"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	app := &connectv1.ConnectApp{
+		ObjectMeta: metav1.ObjectMeta{Name: "forge-only", Namespace: ns.Name},
+		Spec: connectv1.ConnectAppSpec{
+			BaseURL: "https://remote.example.com/forge-only",
+			Forge:   &connectv1.ForgeApp{AppID: atlassiantest.NewForgeAppID()},
+			Egress:  connectv1.Egress{AllowedServiceAccounts: []connectv1.ServiceAccountReference{{Name: "worker"}}},
+		},
+	}
+	if err := env.Client.Create(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, ns: ns.Name, app: app, store: &tenantstore.Store{Client: env.Client, Scheme: env.Scheme}}
+	f.token = f.serviceAccountToken("worker", egress.DefaultAudience)
+	waitFor(t, "the app in the cache", func() bool {
+		return informers.Get(ctx, client.ObjectKeyFromObject(app), &connectv1.ConnectApp{}) == nil
+	})
+	s := f.forgeInstall()
+	resp, data := call(t, http.MethodGet, f.forgeURL(s, "cloudids", "/rest/api/3/myself"), f.token, nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d %s", resp.StatusCode, resp.Header.Get(egress.ReasonHeader))
+	}
+	if echo := decodeEcho(t, data); echo.AppKey != app.Spec.Forge.AppID || echo.Path != "/ex/jira/"+s.cloudID+"/rest/api/3/myself" {
+		t.Errorf("gateway saw app %q at %s", echo.AppKey, echo.Path)
+	}
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		reason string
+	}{
+		{"the Connect credential", http.Header{egress.CredentialHeader: {"connect"}}, "NoConnectInstallation"},
+		{"as a user", http.Header{egress.AccountIDHeader: {"557058:alice"}}, "ForgeUserCallUnsupported"},
+	} {
+		resp, _ := call(t, http.MethodGet, f.forgeURL(s, "connecttenants", "/rest/api/3/myself"), f.token, nil, tc.header)
+		if resp.StatusCode != 403 || resp.Header.Get(egress.ReasonHeader) != tc.reason {
+			t.Errorf("%s: %d %q, want 403 %s", tc.name, resp.StatusCode, resp.Header.Get(egress.ReasonHeader), tc.reason)
+		}
+	}
+}
