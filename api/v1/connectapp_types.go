@@ -4,24 +4,31 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// ConnectAppSpec declares one Atlassian Connect app as its descriptor
-// describes it, and the policy Tenantry applies to the app's tenants.
+// ConnectAppSpec declares one Atlassian app, and the policy Tenantry
+// applies to its installations. A Forge app (every app registered since
+// Connect closed to new apps) sets spec.forge; a Connect app sets
+// spec.key; a Connect app on its way to Forge (Connect-on-Forge) sets
+// both, and its Connect and Forge installations are the same tenants.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.allowedBaseUrls) || !(self.baseUrl in self.allowedBaseUrls)",message="allowedBaseUrls must not repeat baseUrl"
+// +kubebuilder:validation:XValidation:rule="has(self.key) || has(self.forge)",message="a ConnectApp needs spec.forge.appId (a Forge app), spec.key (a Connect app), or both (a Connect app on Forge)"
 type ConnectAppSpec struct {
-	// key is the app key, exactly as in the descriptor's `key` field. Every
-	// lifecycle callback names its app by this key, so it must be unique in
-	// the cluster: a second ConnectApp with the same key gets a Conflict
-	// condition and is not served.
+	// key is the Connect app key, exactly as in the descriptor's `key`
+	// field, for an app that receives Connect lifecycle callbacks (a
+	// Connect app, or a Connect app on Forge). Every Connect callback
+	// names its app by this key, so it must be unique in the cluster: a
+	// second ConnectApp with the same key gets a Conflict condition and is
+	// not served. A Forge-only app has none.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`
-	// +required
-	Key string `json:"key"`
+	// +optional
+	Key string `json:"key,omitempty"`
 
-	// baseUrl is the descriptor's `baseUrl`: the absolute https URL the
-	// products call the app at, e.g. `https://connect.example.com/my-app`.
-	// Signed install callbacks carry it as the JWT `aud` claim, and the
+	// baseUrl is the absolute https URL the products and Forge call the
+	// app at, e.g. `https://app.example.com/my-app`: the Forge manifest's
+	// remote `baseUrl`, or the Connect descriptor's `baseUrl`. Signed
+	// Connect install callbacks carry it as the JWT `aud` claim, and the
 	// lifecycle URLs in status are built from it.
 	// +kubebuilder:validation:MinLength=9
 	// +kubebuilder:validation:MaxLength=512
@@ -335,8 +342,15 @@ type ConnectAppStatus struct {
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// lifecycleUrls are the absolute URLs of the app's lifecycle callbacks,
-	// to be put in the descriptor's `lifecycle` section.
+	// platform is how Atlassian delivers the app's installations, from the
+	// spec: `Forge` (spec.forge only), `Connect` (spec.key only) or
+	// `ConnectOnForge` (both), for `kubectl get`.
+	// +optional
+	Platform TenantPlatform `json:"platform,omitempty"`
+
+	// lifecycleUrls are the absolute URLs of the app's lifecycle endpoints,
+	// to be put in the Forge manifest's remote endpoints (forge) or the
+	// Connect descriptor's `lifecycle` section.
 	// +optional
 	LifecycleURLs *LifecycleURLs `json:"lifecycleUrls,omitempty"`
 
@@ -351,16 +365,38 @@ type ConnectAppStatus struct {
 	Marketplace *MarketplaceStatus `json:"marketplace,omitempty"`
 }
 
-// LifecycleURLs are absolute lifecycle callback URLs.
+// LifecycleURLs are absolute lifecycle URLs: the Connect callbacks' for an
+// app with spec.key, the Forge triggers' endpoints for an app with
+// spec.forge.
 type LifecycleURLs struct {
-	// installed is the absolute URL of the `installed` callback.
+	// installed is the absolute URL of the Connect `installed` callback.
+	// +optional
+	Installed string `json:"installed,omitempty"`
+	// uninstalled is the absolute URL of the Connect `uninstalled` callback.
+	// +optional
+	Uninstalled string `json:"uninstalled,omitempty"`
+	// enabled is the absolute URL of the Connect `enabled` callback.
+	// +optional
+	Enabled string `json:"enabled,omitempty"`
+	// disabled is the absolute URL of the Connect `disabled` callback.
+	// +optional
+	Disabled string `json:"disabled,omitempty"`
+	// forge are the absolute URLs of the Forge lifecycle endpoints.
+	// +optional
+	Forge *ForgeLifecycleURLs `json:"forge,omitempty"`
+}
+
+// ForgeLifecycleURLs are the absolute URLs of an app's Forge endpoints, for
+// the manifest's remote endpoints (the remote's baseUrl is spec.baseUrl).
+type ForgeLifecycleURLs struct {
+	// installed receives `avi:forge:installed:app`.
 	Installed string `json:"installed"`
-	// uninstalled is the absolute URL of the `uninstalled` callback.
-	Uninstalled string `json:"uninstalled"`
-	// enabled is the absolute URL of the `enabled` callback.
-	Enabled string `json:"enabled"`
-	// disabled is the absolute URL of the `disabled` callback.
-	Disabled string `json:"disabled"`
+	// upgraded receives `avi:forge:upgraded:app`.
+	Upgraded string `json:"upgraded"`
+	// preUninstall receives the `preUninstall` trigger.
+	PreUninstall string `json:"preUninstall"`
+	// tokenRefresh receives the app's scheduled trigger.
+	TokenRefresh string `json:"tokenRefresh"`
 }
 
 // TenantCounts counts an app's tenants by phase.
@@ -396,17 +432,20 @@ type TenantCounts struct {
 	Uninstalled int32 `json:"uninstalled"`
 }
 
-// ConnectApp declares one Atlassian Connect app served by Tenantry: its key,
-// its base URL, its lifecycle paths and the policy for its tenants. One
-// operator serves many apps; each app's tenants live in the app's namespace.
+// ConnectApp declares one Atlassian app served by Tenantry, a Forge app
+// (spec.forge), a Connect app (spec.key) or both: its identity, its base
+// URL, its lifecycle paths and the policy for its installations. One
+// operator serves many apps; each app's tenants live in the app's
+// namespace.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=capp,categories=connect
 // +kubebuilder:selectablefield:JSONPath=`.spec.key`
-// +kubebuilder:printcolumn:name="Key",type=string,JSONPath=`.spec.key`
+// +kubebuilder:printcolumn:name="Platform",type=string,JSONPath=`.status.platform`
 // +kubebuilder:printcolumn:name="Base URL",type=string,JSONPath=`.spec.baseUrl`
 // +kubebuilder:printcolumn:name="Forge App",type=string,priority=1,JSONPath=`.spec.forge.appId`
+// +kubebuilder:printcolumn:name="Key",type=string,priority=1,JSONPath=`.spec.key`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Tenants",type=integer,JSONPath=`.status.tenants.total`
 // +kubebuilder:printcolumn:name="Verified",type=integer,JSONPath=`.status.tenants.verified`

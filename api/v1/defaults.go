@@ -127,6 +127,7 @@ func (f *ForgeApp) GetLifecyclePaths() ForgeLifecyclePaths {
 		Installed:    orDefault(l.Installed, "/forge/installed"),
 		Upgraded:     orDefault(l.Upgraded, "/forge/upgraded"),
 		PreUninstall: orDefault(l.PreUninstall, "/forge/pre-uninstall"),
+		TokenRefresh: orDefault(l.TokenRefresh, "/forge/token-refresh"),
 	}
 }
 

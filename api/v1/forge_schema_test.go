@@ -2,6 +2,7 @@ package v1_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,12 +28,47 @@ func TestForgeDefaults(t *testing.T) {
 		Environments: []connectv1.ForgeEnvironmentType{connectv1.ForgeProduction},
 		Lifecycle: connectv1.ForgeLifecyclePaths{
 			Installed: "/forge/installed", Upgraded: "/forge/upgraded", PreUninstall: "/forge/pre-uninstall",
+			TokenRefresh: "/forge/token-refresh",
 		},
 		UnseenInstallations: connectv1.ForgeUnseenAllow,
 		Unlicensed:          connectv1.ForgeUnlicensedAllow,
 	}
 	if diff := specDiff(want, got.Spec.Forge); diff != "" {
 		t.Errorf("Forge defaults not filled in as documented:\n%s", diff)
+	}
+}
+
+// A Forge app declares spec.forge and no spec.key; an app with neither is
+// refused by the API server with a message that says what to set; the
+// Forge lifecycle paths must differ.
+func TestForgeOnlyApp(t *testing.T) {
+	ctx := context.Background()
+	appID := "ari:cloud:ecosystem::app/0c1d0a2e-5a4f-4b8e-9c1e-2f6a7b8c9d0e"
+	tests := []struct {
+		name    string
+		spec    func(*connectv1.ConnectAppSpec)
+		wantErr string
+	}{
+		{"Forge only", func(s *connectv1.ConnectAppSpec) { s.Key, s.Forge = "", &connectv1.ForgeApp{AppID: appID} }, ""},
+		{"Connect only", func(s *connectv1.ConnectAppSpec) { s.Forge = nil }, ""},
+		{"Connect on Forge", func(s *connectv1.ConnectAppSpec) { s.Forge = &connectv1.ForgeApp{AppID: appID} }, ""},
+		{"neither", func(s *connectv1.ConnectAppSpec) { s.Key, s.Forge = "", nil },
+			"a ConnectApp needs spec.forge.appId (a Forge app), spec.key (a Connect app), or both"},
+		{"two Forge events on one path", func(s *connectv1.ConnectAppSpec) {
+			s.Key, s.Forge = "", &connectv1.ForgeApp{AppID: appID, Lifecycle: connectv1.ForgeLifecyclePaths{TokenRefresh: "/forge/installed"}}
+		}, "the four Forge lifecycle paths must be distinct"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app := newApp("forge-only-"+string(rune('a'+i)), withAppSpec(tt.spec))
+			err := env.Client.Create(ctx, app)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error %v, want one saying %q", err, tt.wantErr)
+			}
+		})
 	}
 }
 

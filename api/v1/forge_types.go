@@ -90,8 +90,10 @@ const (
 
 // ForgeLifecyclePaths are the request paths of the Forge lifecycle
 // endpoints: the manifest's `endpoint.route.path` of the triggers for
-// `avi:forge:installed:app`, `avi:forge:upgraded:app` and the
-// `preUninstall` module.
+// `avi:forge:installed:app`, `avi:forge:upgraded:app`, the `preUninstall`
+// module and the scheduled trigger that keeps the app's token fresh.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.installed) || !has(self.upgraded) || !has(self.preUninstall) || !has(self.tokenRefresh) || [self.installed, self.upgraded, self.preUninstall, self.tokenRefresh].all(p, [self.installed, self.upgraded, self.preUninstall, self.tokenRefresh].exists_one(q, q == p))",message="the four Forge lifecycle paths must be distinct"
 type ForgeLifecyclePaths struct {
 	// installed receives `avi:forge:installed:app`.
 	// +kubebuilder:default="/forge/installed"
@@ -107,6 +109,17 @@ type ForgeLifecyclePaths struct {
 	// +kubebuilder:default="/forge/pre-uninstall"
 	// +optional
 	PreUninstall LifecyclePath `json:"preUninstall,omitempty"`
+
+	// tokenRefresh receives a `scheduledTrigger` (interval `hour`) whose
+	// endpoint enables `auth.appSystemToken`: Forge hands a remote a
+	// fresh app system token only with a delivery, so this trigger is
+	// what keeps every installation's token current for the egress
+	// endpoint. It records the token and the installation's apiBaseUrl,
+	// never changes whether the app is installed, and adopts an
+	// installation Tenantry has not seen yet (installed before Tenantry).
+	// +kubebuilder:default="/forge/token-refresh"
+	// +optional
+	TokenRefresh LifecyclePath `json:"tokenRefresh,omitempty"`
 }
 
 // TenantPlatform is how a tenant reached Tenantry.

@@ -34,6 +34,10 @@ func TestKubectlGetShowsPrinterColumns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	app.Status.Platform = connectv1.PlatformConnect
+	if err := env.Client.Status().Update(ctx, app); err != nil {
+		t.Fatal(err)
+	}
 	tenant.Status = connectv1.ConnectTenantStatus{Phase: connectv1.PhaseVerified, Host: "acme.atlassian.net", SecretRotations: 3}
 	if err := env.Client.Status().Update(ctx, tenant); err != nil {
 		t.Fatal(err)
@@ -49,8 +53,11 @@ func TestKubectlGetShowsPrinterColumns(t *testing.T) {
 			[]string{"NAME", "APP", "CLIENT KEY", "HOST", "PHASE", "READY", "REASON", "ROTATIONS", "AGE"},
 			[]string{"acme", "jira-app", "client-acme", "acme.atlassian.net", "Verified", "3"}, ""},
 		{[]string{"get", "capp"},
-			[]string{"NAME", "KEY", "BASE URL", "READY", "TENANTS", "VERIFIED", "ROGUE", "AGE"},
-			[]string{"jira-app", "com.example.jira-app", "https://connect.example.com/jira-app"}, ""},
+			[]string{"NAME", "PLATFORM", "BASE URL", "READY", "TENANTS", "VERIFIED", "ROGUE", "AGE"},
+			[]string{"jira-app", "Connect", "https://connect.example.com/jira-app"}, ""},
+		{[]string{"get", "capp", "-o", "wide"},
+			[]string{"FORGE APP", "KEY"},
+			[]string{"jira-app", "com.example.jira-app"}, ""},
 		{[]string{"get", "ctenant", "-o", "wide"},
 			[]string{"PRODUCT", "LAST VERIFIED"},
 			[]string{"acme", "jira"}, ""},
@@ -94,7 +101,7 @@ func TestKubectlExplainShowsFieldDocs(t *testing.T) {
 		{"connecttenant.spec.clientKey", []string{"FIELD: clientKey <string>", "clientKey is the tenant's identity as the product sent it"}},
 		{"ctenant.status.phase", []string{"phase summarises the tenant's state", "Pending", "Rogue"}},
 		{"capp.spec.tenantPolicy.rogue.action", []string{"action is what happens to a rogue tenant", "Quarantine"}},
-		{"connectapp", []string{"ConnectApp declares one Atlassian Connect app served by Tenantry"}},
+		{"connectapp", []string{"ConnectApp declares one Atlassian app served by Tenantry, a Forge app"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {

@@ -73,4 +73,28 @@ const (
 	// of the Secret can compute or test a fingerprint; see
 	// status.secretFingerprint.
 	SecretKeyFingerprintKey = "fingerprintKey"
+
+	// SecretKeyForgeSystemToken is the Secret data key of the newest
+	// Forge app system token (`x-forge-oauth-system`) a FIT-verified
+	// delivery carried for the installation: the bearer token with which
+	// the egress endpoint calls the installation's apiBaseUrl as the app.
+	// Forge has no endpoint that hands out a token on demand, so this is
+	// the only one there is until the next delivery.
+	SecretKeyForgeSystemToken = "forgeSystemToken"
+
+	// SecretKeyForgeSystemTokenExpiry is when SecretKeyForgeSystemToken
+	// stops being accepted, RFC 3339: the token's own `exp` claim, or for
+	// a token that does not say, one hour after the delivery that
+	// carried it (Forge's scheduled trigger runs at most hourly).
+	SecretKeyForgeSystemTokenExpiry = "forgeSystemTokenExpiry"
 )
+
+// SecretName is the name of the tenant's Secret, in its namespace: the one
+// spec.sharedSecretRef names, or for a Forge-only tenant (no shared
+// secret) the tenant's own name, where its Forge app system token is kept.
+func (t *ConnectTenant) SecretName() string {
+	if t.Spec.SharedSecretRef.Name != "" {
+		return t.Spec.SharedSecretRef.Name
+	}
+	return t.Name
+}
