@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,9 +23,6 @@ import (
 	"github.com/tenantry/tenantry/internal/appkey"
 	"github.com/tenantry/tenantry/internal/tenantcount"
 )
-
-// appKeyIndex indexes ConnectApps by spec.key, to find duplicates.
-const appKeyIndex = "spec.key"
 
 // recountWait coalesces tenant events: an app's status is written with its
 // counts at most once per recountWait however many of its tenants change,
@@ -82,13 +78,14 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	}
 
 	before := app.DeepCopy()
-	owner, err := r.keyOwner(ctx, app)
+	verdict, err := r.verdict(ctx, app)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	st := &app.Status
 	st.ObservedGeneration = app.Generation
-	st.LifecycleURLs = lifecycleURLs(app)
+	st.Platform = app.Platform()
+	st.LifecycleURLs = app.LifecycleURLs()
 	var result ctrl.Result
 	switch {
 	case r.counts == nil:
@@ -108,14 +105,8 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		// still reads Conflict), so a broken spec hands no installs over.
 		r.setReady(app, metav1.ConditionFalse, connectv1.ReasonInvalidSpec, fmt.Sprintf(
 			"the spec cannot be served: %v; until it is fixed, installs are refused and the tenants are neither verified nor collected", specErr))
-	case !r.Grants.Allows(app):
-		r.setReady(app, metav1.ConditionFalse, connectv1.ReasonKeyNotGranted, fmt.Sprintf(
-			"namespace %q is not granted the app key %q (operator flag --app-key-grant); a cluster administrator grants keys to namespaces",
-			app.Namespace, app.Spec.Key))
-	case owner != nil:
-		r.setReady(app, metav1.ConditionFalse, connectv1.ReasonConflict, fmt.Sprintf(
-			"the app key %q is already declared by ConnectApp %s/%s; this one is not served until that one is deleted or its key changes",
-			app.Spec.Key, owner.Namespace, owner.Name))
+	case !verdict.Served:
+		r.setReady(app, metav1.ConditionFalse, verdict.Reason, verdict.Message)
 	default:
 		r.setReady(app, metav1.ConditionTrue, connectv1.ReasonServing, fmt.Sprintf(
 			"serving %d tenants; put status.lifecycleUrls in the descriptor", st.Tenants.Total))
@@ -143,22 +134,19 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	return result, nil
 }
 
-// keyOwner returns the app that serves app's key when it is another one
-// (appkey.Owner: the oldest declaration wins).
-func (r *AppReconciler) keyOwner(ctx context.Context, app *connectv1.ConnectApp) (*connectv1.ConnectApp, error) {
+// verdict is whether the receiver serves app, by the one rule it routes
+// by (appkey.Resolve over every app the cache holds: identities and
+// lifecycle paths, oldest first, under the grants).
+func (r *AppReconciler) verdict(ctx context.Context, app *connectv1.ConnectApp) (appkey.Verdict, error) {
 	var list connectv1.ConnectAppList
-	if err := r.Client.List(ctx, &list, client.MatchingFields{appKeyIndex: app.Spec.Key}); err != nil {
-		return nil, err
+	if err := r.Client.List(ctx, &list); err != nil {
+		return appkey.Verdict{}, err
 	}
 	apps := make([]*connectv1.ConnectApp, len(list.Items))
 	for i := range list.Items {
 		apps[i] = &list.Items[i]
 	}
-	owner := r.Grants.Owner(apps)
-	if owner == nil || (owner.Namespace == app.Namespace && owner.Name == app.Name) {
-		return nil, nil
-	}
-	return owner, nil
+	return appkey.Resolve(apps, r.Grants).Verdict(app), nil
 }
 
 // syncFinalizer holds the app for cascade deletion only when asked to.
@@ -200,24 +188,14 @@ func (r *AppReconciler) reconcileDelete(ctx context.Context, app *connectv1.Conn
 	return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, app, patch))
 }
 
-func lifecycleURLs(app *connectv1.ConnectApp) *connectv1.LifecycleURLs {
-	base := strings.TrimSuffix(app.Spec.BaseURL, "/")
-	l := app.Spec.Lifecycle
-	return &connectv1.LifecycleURLs{
-		Installed:   base + orDefault(string(l.Installed), "/installed"),
-		Uninstalled: base + orDefault(string(l.Uninstalled), "/uninstalled"),
-		Enabled:     base + orDefault(string(l.Enabled), "/enabled"),
-		Disabled:    base + orDefault(string(l.Disabled), "/disabled"),
-	}
-}
-
 func (r *AppReconciler) setReady(app *connectv1.ConnectApp, status metav1.ConditionStatus, reason connectv1.Reason, msg string) {
-	// Ready summarises; Stalled is True only for a key another app holds
-	// or a spec the operator cannot read (a person must resolve either);
+	// Ready summarises; Stalled is True only for an identity or a path
+	// another app holds, an identity not granted, or a spec the operator
+	// cannot read (a person must resolve either);
 	// nothing is ever left in progress once
 	// the app is observed, so Reconciling is False (kstatus: Current or
 	// Failed, never stuck InProgress).
-	stalled := reason == connectv1.ReasonConflict || reason == connectv1.ReasonInvalidSpec
+	stalled := reason == connectv1.ReasonConflict || reason == connectv1.ReasonInvalidSpec || reason == connectv1.ReasonKeyNotGranted
 	for _, c := range []metav1.Condition{
 		{Type: connectv1.ConditionReady, Status: status, Reason: reason.String(), Message: msg},
 		{Type: connectv1.ConditionReconciling, Status: metav1.ConditionFalse, Reason: connectv1.ReasonSettled.String(), Message: "the app is observed"},
@@ -239,23 +217,12 @@ func (r *AppReconciler) event(app *connectv1.ConnectApp, cond *metav1.Condition)
 	r.Events.Eventf(app, nil, kind, cond.Reason, "Serve", "%s", cond.Message)
 }
 
-func orDefault(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
-// SetupWithManager registers the controller with its index and sources:
-// tenant events feed the app's counts (tenantCounts, which enqueues an app
-// whose counts changed), and an app's change re-examines every app
-// declaring the same key (a deleted owner hands the key over).
+// SetupWithManager registers the controller with its sources: tenant
+// events feed the app's counts (tenantCounts, which enqueues an app whose
+// counts changed), and any app's change re-examines every app, since an
+// app created, changed or deleted can take or hand over an identity or a
+// lifecycle path (apps are few; appkey.Resolve decides over all of them).
 func (r *AppReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &connectv1.ConnectApp{}, appKeyIndex, func(obj client.Object) []string {
-		return []string{obj.(*connectv1.ConnectApp).Spec.Key}
-	}); err != nil {
-		return err
-	}
 	r.counts = newTenantCounts(mgr.GetCache())
 	return ctrl.NewControllerManagedBy(mgr).
 		// The app's status writes (this controller's, the Marketplace
@@ -267,7 +234,7 @@ func (r *AppReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) 
 		WatchesRawSource(r.counts).
 		Watches(&connectv1.ConnectApp{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
 			var list connectv1.ConnectAppList
-			if err := mgr.GetClient().List(ctx, &list, client.MatchingFields{appKeyIndex: obj.(*connectv1.ConnectApp).Spec.Key}); err != nil {
+			if err := mgr.GetClient().List(ctx, &list); err != nil {
 				return nil
 			}
 			var reqs []reconcile.Request

@@ -509,3 +509,10 @@ func (r *MarketplaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("marketplace").
 		Complete(r)
 }
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

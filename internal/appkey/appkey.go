@@ -1,6 +1,8 @@
-// Package appkey decides which ConnectApp serves an app key that several
-// declare. The receiver routes callbacks by it and the app controller
-// reports the others as Conflict, so both must use this one rule.
+// Package appkey decides which ConnectApp serves each app identity (a
+// Connect app key, a Forge app id) and each lifecycle path that several
+// apps declare (Resolve). The receiver routes deliveries of both
+// platforms by its Table and the app controller reports its verdicts as
+// Ready=False Conflict or KeyNotGranted, so both use this one rule.
 package appkey
 
 import (

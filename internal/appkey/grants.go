@@ -8,8 +8,9 @@ import (
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 )
 
-// Grant lets the ConnectApps of one namespace claim the app keys that
-// match a pattern (path.Match syntax: `com.acme.*`). Grants are operator
+// Grant lets the ConnectApps of one namespace claim the app keys and
+// Forge app ids that match a pattern (path.Match syntax: `com.acme.*`, or
+// `ari:cloud:ecosystem::app/8db33809-*`). Grants are operator
 // flags (`--app-key-grant=<keyPattern>=<namespace>`), so only whoever
 // deploys the operator, a cluster administrator, sets them: a namespace
 // admin who declares another team's key in their own namespace is not
@@ -37,16 +38,32 @@ func ParseGrant(s string) (Grant, error) {
 	return Grant{KeyPattern: pattern, Namespace: ns}, nil
 }
 
-// Allows reports whether the app's namespace may claim its key.
+// Allows reports whether the app's namespace may claim every identity the
+// app declares: its app key and its Forge app id.
 func (g Grants) Allows(app *connectv1.ConnectApp) bool {
+	return g.Refused(app) == ""
+}
+
+// Refused is the first identity of the app its namespace may not claim,
+// "" when it may claim them all.
+func (g Grants) Refused(app *connectv1.ConnectApp) string {
+	for _, id := range Identities(app) {
+		if !g.allowsIdentity(app.Namespace, id.Value) {
+			return id.Value
+		}
+	}
+	return ""
+}
+
+func (g Grants) allowsIdentity(namespace, value string) bool {
 	if len(g) == 0 {
 		return true
 	}
 	for _, grant := range g {
-		if grant.Namespace != app.Namespace {
+		if grant.Namespace != namespace {
 			continue
 		}
-		if ok, _ := path.Match(grant.KeyPattern, app.Spec.Key); ok {
+		if ok, _ := path.Match(grant.KeyPattern, value); ok {
 			return true
 		}
 	}
