@@ -109,7 +109,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's lease lasts without renewal; a leader killed without stepping down is replaced after at most this plus the retry period")
 	fs.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it steps down")
 	fs.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire or renew the lease")
-	fs.Var(&o.appKeyGrants, "app-key-grant", "<keyPattern>=<namespace>: let that namespace's ConnectApps claim the app keys matching the pattern (path.Match, e.g. com.acme.*=team-a); repeatable. With none, any namespace may claim any key (oldest first); with one or more, only granted keys are served")
+	fs.Var(&o.appKeyGrants, "app-key-grant", "<pattern>=<namespace>: let that namespace's ConnectApps claim the app keys and Forge app ids matching the pattern (path.Match, e.g. com.acme.*=team-a or ari:cloud:ecosystem::app/8db33809-*=team-a); repeatable. With none, any namespace may claim any key or app id (oldest first); with one or more, only granted ones are served")
 	fs.Var(&o.installKeysURLs, "install-keys-url", "install-key server to ask for every kid, in order; repeatable; replaces the choice by tenant host (production, staging, FedRAMP)")
 	fs.StringVar(&o.ipRanges, "atlassian-ip-ranges", ipranges.DefaultURL, "file path or URL of Atlassian's published IP ranges (JSON); empty disables loading, so apps in Enforce mode answer 503")
 	fs.DurationVar(&o.ipRangesRefresh, "atlassian-ip-ranges-refresh", time.Hour, "how often to reload --atlassian-ip-ranges")
@@ -300,10 +300,21 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*htt
 		return nil, err
 	}
 
+	// Forge: one key set and one replay cache for the lifecycle routes and
+	// /authz, so a rotation costs one JWKS fetch for both.
+	forgeKeys := &forgejwt.KeySet{URL: opts.forgeJWKSURL}
+	forgeReplay := &forgejwt.ReplayCache{}
+	// Forge lookups by installation or site read the cache's indexes, never
+	// a LIST against the API server per delivery.
+	if err := tenantstore.IndexFields(ctx, mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
 	receiver := (&webhook.Receiver{
 		Apps:    apps,
-		Store:   &tenantstore.Store{Client: direct, Scheme: mgr.GetScheme()},
+		Store:   &tenantstore.Store{Client: direct, Scheme: mgr.GetScheme(), Index: mgr.GetCache()},
 		Keys:    keys,
+		FITKeys: forgeKeys,
+		Replay:  forgeReplay,
 		Sources: ipranges.ClientAddress{TrustedProxies: trusted},
 		Events:  mgr.GetEventRecorder("tenantry-receiver"),
 		Metrics: webhook.NewMetrics(metrics.Registry),
@@ -337,25 +348,6 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*htt
 	if err := index.Watch(ctx, mgr.GetCache()); err != nil {
 		return nil, err
 	}
-	// Forge: one key set and one replay cache for the lifecycle routes and
-	// /authz, so a rotation costs one JWKS fetch for both.
-	forgeKeys := &forgejwt.KeySet{URL: opts.forgeJWKSURL}
-	forgeReplay := &forgejwt.ReplayCache{}
-	forgeApps := webhook.NewForgeAppIndex()
-	forgeAppsWatch, err := forgeApps.Watch(ctx, informer, mgr.GetCache())
-	if err != nil {
-		return nil, err
-	}
-	forge := &webhook.ForgeReceiver{
-		Apps:    forgeApps,
-		Store:   receiver.Store,
-		Keys:    forgeKeys,
-		Replay:  forgeReplay,
-		Events:  mgr.GetEventRecorder("tenantry-receiver"),
-		Metrics: webhook.NewForgeMetrics(metrics.Registry),
-		Log:     ctrl.Log.WithName("forge"),
-		Leeway:  opts.clockSkew,
-	}
 	authorizer := &authz.Handler{
 		Index:   index,
 		Leeway:  opts.clockSkew,
@@ -364,14 +356,14 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*htt
 		Forge:   authz.NewForge(forgeKeys, forgeReplay, metrics.Registry),
 	}
 
-	server := webhook.NewServer(opts.receiverAddr, withAuthz(authorizer, forge.Wrap(receiver)), func(ctx context.Context) error {
+	server := webhook.NewServer(opts.receiverAddr, withAuthz(authorizer, receiver), func(ctx context.Context) error {
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return errors.New("the ConnectApp cache did not sync")
 		}
-		// A synced cache has not necessarily called the route tables'
-		// handlers yet: listening before they hold every app would
-		// answer genuine callbacks 404.
-		if !toolscache.WaitForCacheSync(ctx.Done(), appsWatch.HasSynced, forgeAppsWatch.HasSynced) {
+		// A synced cache has not necessarily called the route table's
+		// handler yet: listening before it holds every app would answer
+		// genuine deliveries 404.
+		if !toolscache.WaitForCacheSync(ctx.Done(), appsWatch.HasSynced) {
 			return errors.New("the receiver's route tables did not fill")
 		}
 		return index.WaitForSync(ctx)

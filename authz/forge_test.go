@@ -153,7 +153,7 @@ func TestForgeRefusals(t *testing.T) {
 	f := newForgeFixture(t, nil)
 	inst, cloud := atlassiantest.NewInstallationID(), atlassiantest.NewUUID()
 	tenant := f.forgeInstall(inst, cloud)
-	if _, _, err := f.store.ForgeUninstall(context.Background(), f.app, inst); err != nil {
+	if _, err := f.store.ForgeUninstall(context.Background(), f.app, tenantstore.ForgeInstallation{InstallationID: inst}); err != nil {
 		t.Fatal(err)
 	}
 	waitVersion(t, tenant)
@@ -172,7 +172,7 @@ func TestForgeRefusals(t *testing.T) {
 	}{
 		{"uninstalled installation", f.jwks.Sign(f.fit(inst, cloud)), "TenantUninstalled", 401},
 		{"replayed FIT", replayed, "TokenReplayed", 401},
-		{"another app's FIT", f.jwks.Sign(other), "WrongAudience", 401},
+		{"another app's FIT", f.jwks.Sign(other), "AudienceMismatch", 401},
 		{"development FIT", f.jwks.Sign(dev), "WrongEnvironment", 401},
 		{"forged signature", atlassiantest.SignFIT(f.fit(inst, cloud).Claims(), "forge-key-1", atlassiantest.NewRSAKey()), "Unauthenticated", 401},
 	} {
@@ -188,8 +188,8 @@ func TestForgeRefusals(t *testing.T) {
 
 	f.jwks.Rotate()
 	f.jwks.Down.Store(true)
-	if status, hdr := f.check(f.jwks.Sign(f.fit(inst, cloud))); status != http.StatusServiceUnavailable || hdr.Get("X-Connect-Auth-Reason") != "KeysUnavailable" {
-		t.Errorf("JWKS outage: %d %s, want 503 KeysUnavailable", status, hdr.Get("X-Connect-Auth-Reason"))
+	if status, hdr := f.check(f.jwks.Sign(f.fit(inst, cloud))); status != http.StatusServiceUnavailable || hdr.Get("X-Connect-Auth-Reason") != "KeyServerUnavailable" {
+		t.Errorf("JWKS outage: %d %s, want 503 KeyServerUnavailable", status, hdr.Get("X-Connect-Auth-Reason"))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tenantry/tenantry/internal/testbin"
 	"github.com/tenantry/tenantry/internal/testenv"
 )
 
@@ -24,12 +25,7 @@ func TestSecretHygiene(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	tenantry, demo := tenantryBinary(t), filepath.Join(dir, "demo")
-	build := exec.Command("go", "build", "-o", demo, "./hack/demo")
-	build.Dir = root
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the demo: %v\n%s", err, b)
-	}
+	tenantry, demo := tenantryBinary(t), testbin.Build(t, "./hack/demo")
 	dump := filepath.Join(dir, "dump")
 	run := exec.Command(demo, "--tenantry", tenantry, "--workdir", filepath.Join(dir, "work"), "--log-level", "debug", "--dump", dump)
 	run.Dir = root
@@ -54,10 +50,10 @@ func TestSecretHygiene(t *testing.T) {
 
 	// The captures must hold the story, or finding nothing proves nothing.
 	expect := map[string][]string{
-		"tenantry.log": {`"msg":"callback accepted"`, `"logger":"authz"`, `"msg":"Forge event accepted"`},
+		"tenantry.log": {`"msg":"lifecycle delivery accepted"`, `"logger":"authz"`, `"platform":"Forge"`},
 		"tenants.yaml": {"phase: Rogue", "platform: ConnectOnForge", "platform: Forge"},
 		"events.yaml":  {"SecretRotated", "ForgeJoined"},
-		"metrics.txt":  {"tenantry_receiver_requests_total", `tenantry_authz_decisions_total{app="default/issue-insights",reason="",result="allowed"}`, "tenantry_forge_events_total"},
+		"metrics.txt":  {"tenantry_receiver_requests_total", `tenantry_authz_decisions_total{app="default/issue-insights",reason="",result="allowed"}`, `platform="Forge"`, "tenantry_receiver_installations_total"},
 		"describe.txt": {"Secret Fingerprint"},
 	}
 	files, _ := filepath.Glob(filepath.Join(dump, "*"))

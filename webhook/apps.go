@@ -2,8 +2,6 @@ package webhook
 
 import (
 	"context"
-	"net/url"
-	"strings"
 	"sync/atomic"
 
 	"k8s.io/client-go/tools/cache"
@@ -13,28 +11,17 @@ import (
 	"github.com/tenantry/tenantry/internal/appkey"
 )
 
-// AppIndex is the receiver's view of the ConnectApps it serves: which
-// request paths are lifecycle paths and which app a payload's key names.
-// Lookups read an immutable snapshot without locks or copies; the snapshot
-// is rebuilt whenever a ConnectApp changes, which is rare.
+// AppIndex is the receiver's one routing table: which request paths are
+// lifecycle paths, of which platform, for which apps, and which app owns
+// each app key and Forge app id (appkey.Resolve, the rule the app
+// controller reports). Lookups read an immutable snapshot without locks or
+// copies; the snapshot is rebuilt whenever a ConnectApp changes, which is
+// rare.
 type AppIndex struct {
-	snapshot atomic.Pointer[appSnapshot]
-	// Grants limit which namespaces may claim which keys (appkey.Grants;
-	// none: any). Set it before the first Set.
+	snapshot atomic.Pointer[appkey.Table]
+	// Grants limit which namespaces may claim which app keys and Forge
+	// app ids (appkey.Grants; none: any). Set it before the first Set.
 	Grants appkey.Grants
-}
-
-type appSnapshot struct {
-	// routes maps a request path to the lifecycle events served there.
-	routes map[string][]route
-	// byKey maps an app key to the one app that serves it (appkey.Owner).
-	byKey map[string][]*connectv1.ConnectApp
-}
-
-// route is one app's lifecycle event at one request path.
-type route struct {
-	app   *connectv1.ConnectApp
-	event string
 }
 
 // NewAppIndex returns an index serving apps.
@@ -46,33 +33,11 @@ func NewAppIndex(apps ...connectv1.ConnectApp) *AppIndex {
 
 // Set replaces the served apps.
 func (x *AppIndex) Set(apps []connectv1.ConnectApp) {
-	snap := &appSnapshot{routes: map[string][]route{}, byKey: map[string][]*connectv1.ConnectApp{}}
+	copies := make([]*connectv1.ConnectApp, len(apps))
 	for i := range apps {
-		app := apps[i].DeepCopy()
-		if app.DeletionTimestamp != nil {
-			continue
-		}
-		snap.byKey[app.Spec.Key] = append(snap.byKey[app.Spec.Key], app)
-		for event, path := range lifecyclePaths(app) {
-			// An ingress may forward the path as the product called it
-			// (the app's base path, then the lifecycle path) or strip the
-			// base path first; both reach the same route.
-			for _, p := range uniquePaths(basePath(app)+path, path) {
-				snap.routes[p] = append(snap.routes[p], route{app: app, event: event})
-			}
-		}
+		copies[i] = apps[i].DeepCopy()
 	}
-	for key, apps := range snap.byKey {
-		if owner := x.Grants.Owner(apps); owner != nil {
-			// Only the owner of a key is served; the others are
-			// reported as Conflict by the app controller.
-			snap.byKey[key] = []*connectv1.ConnectApp{owner}
-		} else {
-			// No live app the grants allow: the key is not served.
-			delete(snap.byKey, key)
-		}
-	}
-	x.snapshot.Store(snap)
+	x.snapshot.Store(appkey.Resolve(copies, x.Grants))
 }
 
 // Watch keeps the index in step with the ConnectApps in reader (a cache)
@@ -82,16 +47,10 @@ func (x *AppIndex) Set(apps []connectv1.ConnectApp) {
 // not promise (handlers are called after the store is filled), so a
 // receiver that listens before that answers genuine callbacks 404.
 func (x *AppIndex) Watch(ctx context.Context, informer eventSource, reader client.Reader) (cache.ResourceEventHandlerRegistration, error) {
-	return watchApps(ctx, informer, reader, x.Set)
-}
-
-// watchApps calls set with every ConnectApp in reader whenever informer
-// reports a change; the registration tells when the initial list is in.
-func watchApps(ctx context.Context, informer eventSource, reader client.Reader, set func([]connectv1.ConnectApp)) (cache.ResourceEventHandlerRegistration, error) {
 	rebuild := func() {
 		var list connectv1.ConnectAppList
 		if err := reader.List(ctx, &list); err == nil {
-			set(list.Items)
+			x.Set(list.Items)
 		}
 	}
 	return informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -106,36 +65,36 @@ type eventSource interface {
 	AddEventHandler(cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error)
 }
 
-// routes returns the lifecycle routes served at path.
-func (x *AppIndex) routes(path string) []route {
-	return x.snapshot.Load().routes[path]
-}
-
-// appsWithKey returns the apps declaring key.
-func (x *AppIndex) appsWithKey(key string) []*connectv1.ConnectApp {
-	return x.snapshot.Load().byKey[key]
-}
-
-// lifecyclePaths maps each event to the app's path for it (defaults from
-// the api/v1 getter).
-func lifecyclePaths(app *connectv1.ConnectApp) map[string]string {
-	l := app.GetLifecyclePaths()
-	return map[string]string{
-		eventInstalled:   string(l.Installed),
-		eventUninstalled: string(l.Uninstalled),
-		eventEnabled:     string(l.Enabled),
-		eventDisabled:    string(l.Disabled),
+func (x *AppIndex) table() *appkey.Table {
+	if t := x.snapshot.Load(); t != nil {
+		return t
 	}
+	return appkey.Resolve(nil, nil)
 }
 
-// basePath is the path part of the app's baseUrl without a trailing slash:
-// the context path that qsh excludes (docs/protocol.md §2.1).
-func basePath(app *connectv1.ConnectApp) string {
-	u, err := url.Parse(app.Spec.BaseURL)
-	if err != nil {
-		return ""
+// routes returns the lifecycle routes served at path, all of one platform.
+func (x *AppIndex) routes(path string) []appkey.Route {
+	return x.table().Routes[path]
+}
+
+// unserved reports whether only apps that are not served declare path.
+func (x *AppIndex) unserved(path string) bool {
+	return x.table().Unserved[path]
+}
+
+// owner returns the served app that owns the identity, or nil.
+func (x *AppIndex) owner(platform connectv1.TenantPlatform, value string) *connectv1.ConnectApp {
+	return x.table().Owner(appkey.Identity{Platform: platform, Value: value})
+}
+
+// routeOf returns app's route among routes, or false.
+func routeOf(routes []appkey.Route, app *connectv1.ConnectApp) (appkey.Route, bool) {
+	for _, rt := range routes {
+		if rt.App == app {
+			return rt, true
+		}
 	}
-	return strings.TrimSuffix(u.EscapedPath(), "/")
+	return appkey.Route{}, false
 }
 
 // audiences are the accepted `aud` values of the app's install tokens.
@@ -145,11 +104,4 @@ func audiences(app *connectv1.ConnectApp) []string {
 		out = append(out, string(u))
 	}
 	return out
-}
-
-func uniquePaths(a, b string) []string {
-	if a == b {
-		return []string{a}
-	}
-	return []string{a, b}
 }

@@ -51,7 +51,8 @@ func BenchmarkAdmitInstall(b *testing.B) {
 		req.Header = template.Header.Clone()
 		req.Header.Set("X-Forwarded-For", "104.192.136.10")
 		req.RemoteAddr = "127.0.0.1:40000"
-		if _, err := r.admit(req, &callback{}); err != nil {
+		d := &delivery{platform: connectv1.PlatformConnect, source: netip.MustParseAddr("104.192.136.10")}
+		if err := r.admitConnect(req, r.Apps.routes("/installed"), d); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,147 +1,126 @@
 package webhook
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/tools/events"
-
 	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/appkey"
 	"github.com/tenantry/tenantry/internal/forgejwt"
 	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
-// Forge lifecycle defaults, each with its reason.
+// Forge deliveries, their headers and Tenantry's decisions about them.
 const (
-	// DefaultForgeStoreTimeout bounds the storing of one event: Forge
-	// gives a remote 5 s, and an answer after that is a failure it
-	// retries anyway; 4 s leaves room for the network.
-	DefaultForgeStoreTimeout = 4 * time.Second
-	// maxForgeBodyBytes: a lifecycle event is well under 2 KiB.
-	maxForgeBodyBytes = 64 << 10
+	// headerSystemToken carries the app system token when the endpoint's
+	// manifest enables `auth.appSystemToken` (docs/protocol.md §10.5).
+	headerSystemToken = "X-Forge-Oauth-System"
+	// systemTokenAssumedLifetime is how long a system token that does not
+	// say (no readable exp) is kept as usable: the token-refresh trigger
+	// runs hourly, so one hour is the longest a kept token goes unrenewed.
+	systemTokenAssumedLifetime = time.Hour
+	// lifecycleModulePrefix: the FIT of a trigger or scheduled trigger
+	// delivered to a remote names a `core:` module (`core:endpoint` in
+	// Forge's examples); UI modules are the products' (`jira:…`,
+	// `confluence:…`, `macro`…) and carry a `principal`.
+	lifecycleModulePrefix = "core:"
 )
 
-// Forge events find tenants by label and fold a Forge-only tenant into its
-// Connect tenant:
-// +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connecttenants,verbs=get;list;create;update;delete
-
-// ForgeReceiver serves the Forge lifecycle endpoints of the ConnectApps
-// with spec.forge: `avi:forge:installed:app`, `avi:forge:upgraded:app`
-// and the `preUninstall` trigger, each a POST with a Forge Invocation
-// Token. It answers 204 only once the event is stored, 401 for a FIT that
-// fails any check (nothing is written), 503 when the JWKS or the API
-// server cannot be reached (Forge retries up to 4 times).
-type ForgeReceiver struct {
-	Apps    *ForgeAppIndex
-	Store   *tenantstore.Store
-	Keys    forgejwt.KeyProvider
-	Replay  *forgejwt.ReplayCache
-	Events  events.EventRecorder
-	Metrics *ForgeMetrics
-	Log     logr.Logger
-	// Leeway on exp, nbf and iat; 0 means forgejwt.DefaultLeeway.
-	Leeway time.Duration
-	// StoreTimeout; 0 means DefaultForgeStoreTimeout.
-	StoreTimeout time.Duration
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
-}
-
-// Wrap serves Forge lifecycle paths and passes every other request to
-// next (the Connect receiver).
-func (f *ForgeReceiver) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(f.Apps.routes(r.URL.Path)) > 0 {
-			f.ServeHTTP(w, r)
-			return
+// admitForge is the Forge adapter of the pipeline: it checks the Forge
+// Invocation Token (by its audience, the app that owns that Forge app id
+// at this path; signature, claims, environment, a jti not spent here), that
+// the FIT was minted for a backend delivery and not a user's invocation,
+// and that the unsigned body agrees with it, and fills d for the store
+// step with the installation's facts, the delivery's order and the app
+// system token the delivery carries. It writes nothing.
+func (r *Receiver) admitForge(req *http.Request, routes []appkey.Route, d *delivery) error {
+	if r.FITKeys == nil {
+		return retryable(ReasonKeyServerUnavailable, "this receiver has no Forge key set; retry later")
+	}
+	token, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" || len(req.Header.Values("Authorization")) != 1 {
+		return unauthorized(ReasonMissingToken, "Forge deliveries must carry one `Authorization: Bearer <FIT>` header")
+	}
+	// One path may serve several Forge apps (one remote for many apps):
+	// the FIT's audience picks the app, and only a FIT for the app that
+	// owns that id passes.
+	aud, err := forgejwt.UnverifiedAudience(token)
+	if err != nil {
+		return unauthorized(fitReason(err), "the FIT is malformed: %v", err)
+	}
+	app := r.Apps.owner(connectv1.PlatformForge, aud)
+	rt, found := routeOf(routes, app)
+	if app == nil || !found {
+		return unauthorized(ReasonAudience, "the FIT is for an app not served at %s", truncate(req.URL.Path, 128))
+	}
+	d.app, d.event = app, rt.Event
+	claims, err := r.fitVerifier(app).Verify(req.Context(), token)
+	if err != nil {
+		if r := fitReason(err); r == ReasonKeyServerUnavailable {
+			return retryable(r, "Atlassian's Forge keys cannot be fetched (%v); retry later", err)
 		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-func (f *ForgeReceiver) now() time.Time {
-	if f.Now != nil {
-		return f.Now()
+		return unauthorized(fitReason(err), "the FIT was refused: %v", err)
 	}
-	return time.Now()
-}
-
-// forgeEvent is what the receiver learned about one request, for the log.
-type forgeEvent struct {
-	app            *connectv1.ConnectApp
-	event          string
-	installationID string
-	authenticated  bool
-}
-
-// ServeHTTP answers one Forge lifecycle event.
-func (f *ForgeReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	start := f.now()
-	ev := &forgeEvent{}
-	status, reason, message := http.StatusNoContent, ReasonStored, ""
-	if outcome, err := f.handle(req, ev); err != nil {
-		var rej *rejection
-		if !errors.As(err, &rej) {
-			rej = retryable(ReasonStorageUnavailable, "internal error; retry later")
+	d.authenticated, d.subject = true, claims.InstallationID()
+	if err := checkFITPurpose(claims); err != nil {
+		return err
+	}
+	body, err := r.readBody(req)
+	if err != nil {
+		return err
+	}
+	if err := checkForgeBody(body, app, claims); err != nil {
+		return err
+	}
+	if claims.CloudID() == "" && d.event != connectv1.EventForgePreUninstall {
+		return badRequest(ReasonInvalidPayload, "the FIT names no site: neither context.cloudId nor an apiBaseUrl ending in the cloud id")
+	}
+	in := &tenantstore.ForgeInstallation{
+		InstallationID:  claims.InstallationID(),
+		CloudID:         claims.CloudID(),
+		SiteURL:         claims.SiteURL(),
+		APIBaseURL:      claims.App.APIBaseURL,
+		EnvironmentType: claims.App.Environment.Type,
+		EnvironmentID:   claims.App.Environment.ID,
+		AppVersion:      claims.AppVersion(),
+		Delivery:        tenantstore.Delivery{IssuedAt: claims.IssuedAt.Time, ID: claims.ID},
+	}
+	if d.event != connectv1.EventForgePreUninstall {
+		token, err := systemToken(req, r.Options.Now())
+		if err != nil {
+			return err
 		}
-		status, reason, message = rej.status, rej.reason, rej.message
-	} else {
-		reason = outcome
+		in.SystemToken = token
 	}
-	f.answer(w, status, reason, message)
-	f.record(ev, status, reason, message, f.now().Sub(start))
+	d.forge, d.fit = in, claims
+	return nil
 }
 
-func (f *ForgeReceiver) answer(w http.ResponseWriter, status int, reason Reason, message string) {
-	switch status {
-	case http.StatusNoContent:
-		w.WriteHeader(status)
-		return
-	case http.StatusMethodNotAllowed:
-		w.Header().Set("Allow", http.MethodPost)
-	case http.StatusServiceUnavailable:
-		w.Header().Set("Retry-After", "10")
+func (r *Receiver) fitVerifier(app *connectv1.ConnectApp) *forgejwt.Verifier {
+	envs := make([]string, 0, len(app.Spec.Forge.GetEnvironments()))
+	for _, e := range app.Spec.Forge.GetEnvironments() {
+		envs = append(envs, string(e))
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(struct {
-		Error  string `json:"error"`
-		Reason Reason `json:"reason"`
-	}{message, reason})
+	return &forgejwt.Verifier{Keys: r.FITKeys, AppID: app.Spec.Forge.AppID, Environments: envs,
+		Leeway: r.Options.ClockSkew, Replay: r.Replay, Now: r.Options.Now}
 }
 
-func (f *ForgeReceiver) record(ev *forgeEvent, status int, reason Reason, message string, elapsed time.Duration) {
-	appName := ""
-	if ev.app != nil {
-		appName = ev.app.Namespace + "/" + ev.app.Name
+// checkFITPurpose refuses a FIT minted for anything but a backend
+// delivery. Every invocation of the app carries a valid FIT for it; one
+// minted for a user's UI invocation (it names a `principal`, and a
+// product's module) must not uninstall or install anything when replayed
+// to a lifecycle path.
+func checkFITPurpose(c *forgejwt.Claims) error {
+	if c.Principal != "" {
+		return unauthorized(ReasonFITPurpose, "the FIT was minted for a user's invocation (it names a principal); lifecycle paths accept only the FIT of a trigger delivery")
 	}
-	f.Metrics.observe(appName, ev.event, status, reason, elapsed)
-	log := f.Log.WithValues("app", appName, "event", ev.event, "status", status, "reason", reason, "durationMs", elapsed.Milliseconds())
-	if ev.installationID != "" {
-		// The installation id is not a secret, but hashed like clientKeys
-		// so that logs correlate without spelling out identifiers.
-		log = log.WithValues("installationHash", tenantstore.ClientKeyHash(ev.installationID))
+	if t := c.App.Module.Type; t != "" && !strings.HasPrefix(t, lifecycleModulePrefix) {
+		return unauthorized(ReasonFITPurpose, "the FIT was minted for the %q module; lifecycle paths accept only the FIT of a trigger delivery (a %s module)",
+			truncate(t, 64), lifecycleModulePrefix)
 	}
-	switch {
-	case status >= 500:
-		log.Error(errors.New(message), "Forge event not stored; Forge will retry")
-	case status < 300:
-		log.Info("Forge event accepted")
-	case ev.authenticated:
-		log.Info("Forge event refused", "message", message)
-	default:
-		log.V(1).Info("Forge event refused", "message", message)
-	}
+	return nil
 }
 
 // forgeBody is the body Forge posts to a remote: the event under payload.
@@ -154,156 +133,41 @@ type forgeBody struct {
 	} `json:"payload"`
 }
 
-func (f *ForgeReceiver) handle(req *http.Request, ev *forgeEvent) (Reason, error) {
-	routes := f.Apps.routes(req.URL.Path)
-	if len(routes) == 0 {
-		return "", reject(http.StatusNotFound, ReasonNotFound, "no ConnectApp serves Forge lifecycle events at %s", truncate(req.URL.Path, 128))
-	}
-	if req.Method != http.MethodPost {
-		return "", reject(http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "Forge events are POST requests, not %s", truncate(req.Method, 16))
-	}
-	if req.ContentLength > maxForgeBodyBytes {
-		return "", tooLarge(maxForgeBodyBytes)
-	}
-	if err := checkContentType(req.Header.Get("Content-Type")); err != nil {
-		return "", err
-	}
-	token, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" || len(req.Header.Values("Authorization")) != 1 {
-		return "", unauthorized(ReasonMissingToken, "Forge events must carry one `Authorization: Bearer <FIT>` header")
-	}
-	// One path may serve several apps (one remote for many apps): the
-	// FIT's audience picks the app, and only a FIT for one of them passes.
-	aud, err := forgejwt.UnverifiedAudience(token)
-	if err != nil {
-		return "", unauthorized(Reason(forgejwt.Reason(err)), "the FIT is malformed: %v", err)
-	}
-	var rt *route
-	for i := range routes {
-		if routes[i].app.Spec.Forge.AppID == aud {
-			rt = &routes[i]
-			break
-		}
-	}
-	if rt == nil {
-		return "", unauthorized(Reason(forgejwt.Reason(forgejwt.ErrAudience)), "the FIT is for an app not served at %s", truncate(req.URL.Path, 128))
-	}
-	ev.app, ev.event = rt.app, rt.event
-	claims, err := f.verifier(rt.app).Verify(req.Context(), token)
-	if errors.Is(err, forgejwt.ErrKeysUnavailable) {
-		return "", retryable(Reason(forgejwt.Reason(err)), "Atlassian's Forge keys cannot be fetched (%v); retry later", err)
-	}
-	if err != nil {
-		return "", unauthorized(Reason(forgejwt.Reason(err)), "the FIT was refused: %v", err)
-	}
-	ev.authenticated, ev.installationID = true, claims.InstallationID()
-
-	body, err := io.ReadAll(io.LimitReader(req.Body, maxForgeBodyBytes+1))
-	if err != nil {
-		return "", badRequest(ReasonBadJSON, "cannot read the body: %v", err)
-	}
-	if len(body) > maxForgeBodyBytes {
-		return "", tooLarge(maxForgeBodyBytes)
-	}
+// checkForgeBody checks the unsigned body: it may only agree with the FIT.
+func checkForgeBody(body []byte, app *connectv1.ConnectApp, claims *forgejwt.Claims) error {
 	var b forgeBody
 	if err := json.Unmarshal(body, &b); err != nil {
-		return "", badRequest(ReasonBadJSON, "the body is not a Forge event: %v", truncate(err.Error(), 128))
+		return badRequest(ReasonBadJSON, "the body is not a Forge event: %v", truncate(err.Error(), 128))
 	}
-	// The body is not signed; the FIT is. The body may only agree with it.
 	if b.Payload != nil && b.Payload.ID != "" && !sameARI(b.Payload.ID, claims.InstallationID()) {
-		return "", badRequest(ReasonInvalidPayload, "payload.id names another installation than the FIT")
+		return badRequest(ReasonInvalidPayload, "payload.id names another installation than the FIT")
 	}
-	if b.Payload != nil && b.Payload.App != nil && b.Payload.App.ID != "" && !sameARI(b.Payload.App.ID, rt.app.Spec.Forge.AppID) {
-		return "", badRequest(ReasonInvalidPayload, "payload.app.id names another app than the FIT")
+	if b.Payload != nil && b.Payload.App != nil && b.Payload.App.ID != "" && !sameARI(b.Payload.App.ID, app.Spec.Forge.AppID) {
+		return badRequest(ReasonInvalidPayload, "payload.app.id names another app than the FIT")
 	}
-	if claims.CloudID() == "" && rt.event != forgePreUninstall {
-		return "", badRequest(ReasonInvalidPayload, "the FIT names no site: neither context.cloudId nor an apiBaseUrl ending in the cloud id")
-	}
-
-	timeout := f.StoreTimeout
-	if timeout <= 0 {
-		timeout = DefaultForgeStoreTimeout
-	}
-	ctx, cancel := context.WithTimeout(req.Context(), timeout)
-	defer cancel()
-	reason, err := f.store(ctx, rt.app, rt.event, claims)
-	if err != nil {
-		return "", err
-	}
-	if f.Replay != nil {
-		f.Replay.Spend(claims.ID, claims.ExpiresAt.Add(forgejwt.MaxLeeway), f.now())
-	}
-	return reason, nil
+	return nil
 }
 
-func (f *ForgeReceiver) verifier(app *connectv1.ConnectApp) *forgejwt.Verifier {
-	envs := make([]string, 0, len(app.Spec.Forge.GetEnvironments()))
-	for _, e := range app.Spec.Forge.GetEnvironments() {
-		envs = append(envs, string(e))
-	}
-	return &forgejwt.Verifier{Keys: f.Keys, AppID: app.Spec.Forge.AppID, Environments: envs, Leeway: f.Leeway, Replay: f.Replay, Now: f.Now}
-}
-
-func (f *ForgeReceiver) store(ctx context.Context, app *connectv1.ConnectApp, event string, c *forgejwt.Claims) (Reason, error) {
-	var (
-		changed bool
-		err     error
-	)
-	switch event {
-	case forgeInstalled, forgeUpgraded:
-		if err := refuseInvalidApp(app); err != nil {
-			return "", err
-		}
-		var res tenantstore.ForgeResult
-		res, err = f.Store.ForgeInstall(ctx, app, tenantstore.ForgeInstallation{
-			InstallationID:  c.InstallationID(),
-			CloudID:         c.CloudID(),
-			SiteURL:         c.SiteURL(),
-			APIBaseURL:      c.App.APIBaseURL,
-			EnvironmentType: c.App.Environment.Type,
-			EnvironmentID:   c.App.Environment.ID,
-			AppVersion:      c.AppVersion(),
-		})
-		if err == nil {
-			changed = !res.Unchanged
-			f.installEvents(res)
-		}
-	case forgePreUninstall:
-		var tenant *connectv1.ConnectTenant
-		tenant, changed, err = f.Store.ForgeUninstall(ctx, app, c.InstallationID())
-		if errors.Is(err, tenantstore.ErrNotFound) {
-			return ReasonUnknownTenantUninstall, nil
-		}
-		if err == nil && changed && f.Events != nil {
-			f.Events.Eventf(tenant, nil, corev1.EventTypeNormal, "ForgeUninstalled", "Uninstall", "Forge's preUninstall trigger uninstalled the app")
-		}
-	}
+// systemToken reads the app system token a delivery carries, if any, with
+// when it stops being usable. A token is opaque to Tenantry; it is bounded
+// and kept, never logged.
+func systemToken(req *http.Request, now time.Time) (*tenantstore.SystemToken, error) {
+	values := req.Header.Values(headerSystemToken)
 	switch {
-	case err == nil && changed:
-		return ReasonStored, nil
-	case err == nil:
-		return ReasonUnchanged, nil
-	case apierrors.IsInvalid(err):
-		return "", badRequest(ReasonRejectedByAPI, "the API server refused the tenant: %v", apiErrorMessage(err))
-	case errors.Is(err, tenantstore.ErrNameCollision):
-		return "", reject(http.StatusConflict, ReasonAppConflict, "%v", err)
+	case len(values) == 0 || values[0] == "":
+		return nil, nil
+	case len(values) > 1:
+		return nil, badRequest(ReasonInvalidPayload, "a delivery carries at most one %s header", headerSystemToken)
+	case len(values[0]) > forgejwt.MaxSystemTokenLength:
+		return nil, badRequest(ReasonInvalidPayload, "the %s header exceeds %d bytes", headerSystemToken, forgejwt.MaxSystemTokenLength)
+	case strings.ContainsAny(values[0], " \t\r\n"):
+		return nil, badRequest(ReasonInvalidPayload, "the %s header is not a token", headerSystemToken)
 	}
-	return "", retryable(ReasonStorageUnavailable, "the tenant could not be stored (%s); retry later", apiErrorMessage(err))
-}
-
-func (f *ForgeReceiver) installEvents(res tenantstore.ForgeResult) {
-	f.Metrics.outcome(res)
-	if f.Events == nil || res.Tenant == nil || res.Unchanged {
-		return
+	exp, ok := forgejwt.SystemTokenExpiry(values[0])
+	if !ok {
+		exp = now.Add(systemTokenAssumedLifetime)
 	}
-	switch {
-	case res.Joined:
-		f.Events.Eventf(res.Tenant, nil, corev1.EventTypeNormal, "ForgeJoined", "Install", "Forge installation %s joined the Connect tenant", res.Tenant.Spec.InstallationID)
-	case res.Reinstalled:
-		f.Events.Eventf(res.Tenant, nil, corev1.EventTypeNormal, "ForgeReinstalled", "Install", "a Forge reinstall replaced installation %s with %s", res.PreviousInstallationID, res.Tenant.Spec.InstallationID)
-	case res.Revived:
-		f.Events.Eventf(res.Tenant, nil, corev1.EventTypeNormal, "Reinstalled", "Install", "a Forge install revived the uninstalled tenant")
-	}
+	return &tenantstore.SystemToken{Value: []byte(values[0]), Expiry: exp}, nil
 }
 
 // sameARI compares an id in either form: the full ARI, or the UUID after
@@ -313,61 +177,4 @@ func sameARI(a, b string) bool {
 		return true
 	}
 	return a[strings.LastIndexByte(a, '/')+1:] == b[strings.LastIndexByte(b, '/')+1:]
-}
-
-// ForgeMetrics are the Forge receiver's Prometheus collectors.
-type ForgeMetrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	outcomes *prometheus.CounterVec
-}
-
-// NewForgeMetrics creates the collectors and registers them with reg.
-func NewForgeMetrics(reg prometheus.Registerer) *ForgeMetrics {
-	m := &ForgeMetrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tenantry_forge_events_total",
-			Help: "Forge lifecycle events answered, by app (namespace/name; empty before the FIT names one), event, result (accepted, rejected, error) and reason.",
-		}, []string{"app", "event", "result", "reason"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "tenantry_forge_event_duration_seconds",
-			Help:    "Time from a Forge event's arrival to its answer (Forge waits 5 s), by event and result.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
-		}, []string{"event", "result"}),
-		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tenantry_forge_installations_total",
-			Help: "Stored Forge installs and upgrades by outcome: created (Forge-only tenant), joined (a Connect tenant), reinstalled (new installationId for a known site), revived, updated.",
-		}, []string{"outcome"}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.outcomes)
-	}
-	return m
-}
-
-func (m *ForgeMetrics) observe(app, event string, status int, reason Reason, elapsed time.Duration) {
-	if m == nil {
-		return
-	}
-	result := resultOf(status)
-	m.requests.WithLabelValues(app, event, result, string(reason)).Inc()
-	m.duration.WithLabelValues(event, result).Observe(elapsed.Seconds())
-}
-
-func (m *ForgeMetrics) outcome(res tenantstore.ForgeResult) {
-	if m == nil || res.Unchanged {
-		return
-	}
-	outcome := "updated"
-	switch {
-	case res.Created:
-		outcome = "created"
-	case res.Joined:
-		outcome = "joined"
-	case res.Reinstalled:
-		outcome = "reinstalled"
-	case res.Revived:
-		outcome = "revived"
-	}
-	m.outcomes.WithLabelValues(outcome).Inc()
 }

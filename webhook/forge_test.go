@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,15 +22,14 @@ import (
 	"github.com/tenantry/tenantry/webhook"
 )
 
-// forgeHarness is a harness whose app has spec.forge, served by a Forge
-// receiver in front of the Connect receiver, with a simulated Forge.
+// forgeHarness is a harness whose app has spec.forge, served by the one
+// receiver for both platforms, with a simulated Forge.
 type forgeHarness struct {
 	*harness
 	appID  string
 	jwks   *atlassiantest.ForgeJWKS
 	keys   *forgejwt.KeySet
-	forge  *webhook.ForgeReceiver
-	url    string // the Forge receiver in front of the Connect one
+	url    string // the receiver, for both platforms
 	sender *atlassiantest.ForgeEventSender
 }
 
@@ -52,17 +50,13 @@ func newForgeHarness(t *testing.T, opts ...harnessOption) *forgeHarness {
 	js := httptest.NewServer(jwks)
 	t.Cleanup(js.Close)
 	keys := &forgejwt.KeySet{URL: js.URL, Client: js.Client(), Budget: rate.NewLimiter(rate.Inf, 0)}
-	f := &webhook.ForgeReceiver{
-		Apps:   webhook.NewForgeAppIndex(*stored),
-		Store:  h.receiver.Store,
-		Keys:   keys,
-		Replay: &forgejwt.ReplayCache{},
-		Log:    logr.Discard(),
-	}
-	srv := httptest.NewServer(f.Wrap(h.receiver))
-	t.Cleanup(srv.Close)
-	h.url = srv.URL // Connect callbacks go through the same server
-	return &forgeHarness{harness: h, appID: appID, jwks: jwks, keys: keys, forge: f, url: srv.URL,
+	// One receiver serves both platforms: the harness's, with the Forge
+	// key set and the app as stored.
+	h.receiver.Apps = webhook.NewAppIndex(*stored)
+	h.receiver.Store.Index = tenantIndex
+	h.receiver.FITKeys = keys
+	h.receiver.Replay = &forgejwt.ReplayCache{}
+	return &forgeHarness{harness: h, appID: appID, jwks: jwks, keys: keys, url: h.url,
 		sender: &atlassiantest.ForgeEventSender{JWKS: jwks}}
 }
 
@@ -327,12 +321,12 @@ func TestForgeRejects(t *testing.T) {
 				tok := f.jwks.Sign(f.fit(newSite()))
 				return "/forge/installed", "", nil, http.Header{"Authorization": {"Bearer " + tok, "Bearer " + tok}}
 			}},
-		{name: "alg none", wantStatus: 401, wantReason: "AlgorithmNotAllowed",
+		{name: "alg none", wantStatus: 401, wantReason: "UnexpectedAlgorithm",
 			build: func(f *forgeHarness, s site) (string, string, []byte, http.Header) {
 				kid, _ := f.jwks.Current()
 				return "/forge/installed", unsigned(map[string]any{"alg": "none", "kid": kid}, f.fit(newSite()).Claims()), nil, nil
 			}},
-		{name: "HS256 keyed with the JWKS public key", wantStatus: 401, wantReason: "AlgorithmNotAllowed",
+		{name: "HS256 keyed with the JWKS public key", wantStatus: 401, wantReason: "UnexpectedAlgorithm",
 			build: func(f *forgeHarness, s site) (string, string, []byte, http.Header) {
 				kid, _ := f.jwks.Current()
 				tok := jwt.NewWithClaims(jwt.SigningMethodHS256, f.fit(newSite()).Claims())
@@ -345,7 +339,7 @@ func TestForgeRejects(t *testing.T) {
 				kid, _ := f.jwks.Current()
 				return "/forge/installed", atlassiantest.SignFIT(f.fit(newSite()).Claims(), kid, atlassiantest.NewRSAKey()), nil, nil
 			}},
-		{name: "unknown kid after refetch", wantStatus: 401, wantReason: "UnknownKey",
+		{name: "unknown kid after refetch", wantStatus: 401, wantReason: "UnknownKid",
 			build: func(f *forgeHarness, s site) (string, string, []byte, http.Header) {
 				return "/forge/installed", atlassiantest.SignFIT(f.fit(newSite()).Claims(), "attacker-key", atlassiantest.NewRSAKey()), nil, nil
 			}},
@@ -355,10 +349,10 @@ func TestForgeRejects(t *testing.T) {
 				tok, _ := jwt.NewWithClaims(jwt.SigningMethodRS256, f.fit(newSite()).Claims()).SignedString(key)
 				return "/forge/installed", tok, nil, nil
 			}},
-		claimsRow("wrong iss", func(c jwt.MapClaims) { c["iss"] = "connect" }, 401, "WrongIssuer"),
-		fitRowOf("another app's aud", func(f *forgeHarness, x *atlassiantest.FIT) { x.AppID = atlassiantest.NewForgeAppID() }, 401, "WrongAudience"),
-		claimsRow("aud naming two apps", func(c jwt.MapClaims) { c["aud"] = []string{c["aud"].(string), atlassiantest.NewForgeAppID()} }, 401, "WrongAudience"),
-		claimsRow("app.id is another app", func(c jwt.MapClaims) { c["app"].(map[string]any)["id"] = atlassiantest.NewForgeAppID() }, 401, "WrongAudience"),
+		claimsRow("wrong iss", func(c jwt.MapClaims) { c["iss"] = "connect" }, 401, "IssuerMismatch"),
+		fitRowOf("another app's aud", func(f *forgeHarness, x *atlassiantest.FIT) { x.AppID = atlassiantest.NewForgeAppID() }, 401, "AudienceMismatch"),
+		claimsRow("aud naming two apps", func(c jwt.MapClaims) { c["aud"] = []string{c["aud"].(string), atlassiantest.NewForgeAppID()} }, 401, "AudienceMismatch"),
+		claimsRow("app.id is another app", func(c jwt.MapClaims) { c["app"].(map[string]any)["id"] = atlassiantest.NewForgeAppID() }, 401, "AudienceMismatch"),
 		fitRowOf("expired", func(_ *forgeHarness, x *atlassiantest.FIT) { x.IssuedAt = time.Now().Add(-10 * time.Minute) }, 401, "TokenExpired"),
 		claimsRow("nbf ahead", func(c jwt.MapClaims) { c["nbf"] = time.Now().Add(5 * time.Minute).Unix() }, 401, "TokenNotYetValid"),
 		claimsRow("iat ahead", func(c jwt.MapClaims) {
@@ -387,7 +381,7 @@ func TestForgeRejects(t *testing.T) {
 				x.Extra = map[string]any{"padding": strings.Repeat("a", 20<<10)}
 				return "/forge/installed", f.jwks.Sign(x), nil, nil
 			}},
-		{name: "JWKS outage with a rotated key", wantStatus: 503, wantReason: "KeysUnavailable",
+		{name: "JWKS outage with a rotated key", wantStatus: 503, wantReason: "KeyServerUnavailable",
 			build: func(f *forgeHarness, s site) (string, string, []byte, http.Header) {
 				f.jwks.Rotate()
 				f.jwks.Down.Store(true)
@@ -463,6 +457,9 @@ func TestForgeJoinsTenantStoredBeforeLabels(t *testing.T) {
 	if err := env.Client.Update(context.Background(), stored); err != nil {
 		t.Fatal(err)
 	}
+	// Without its labels the tenant is found by the receiver's index of
+	// spec.installationId, once that has seen it.
+	waitIndexed(t, f.app, tenantstore.IndexInstallationID, acme.installationID)
 	if status, reason := f.event("/forge/installed", acme, atlassiantest.ForgeInstalledEvent(f.appID, acme.installationID)); status != http.StatusNoContent {
 		t.Fatalf("Forge install: %d %s", status, reason)
 	}
@@ -472,5 +469,22 @@ func TestForgeJoinsTenantStoredBeforeLabels(t *testing.T) {
 	}
 	if tenants, _ := f.stored(); len(tenants) != 1 {
 		t.Errorf("%d tenants, want 1", len(tenants))
+	}
+}
+
+// waitIndexed waits until the tenant index holds a tenant of app whose
+// indexed field is value.
+func waitIndexed(t *testing.T, app *connectv1.ConnectApp, index, value string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var list connectv1.ConnectTenantList
+		if err := tenantIndex.List(context.Background(), &list, client.InNamespace(app.Namespace), client.MatchingFields{index: app.Name + "/" + value}); err == nil && len(list.Items) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tenant index never held %s=%s", index, value)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

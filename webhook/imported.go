@@ -41,10 +41,10 @@ func CheckImported(app *connectv1.ConnectApp, body []byte) (ImportedInstallation
 	if p.Key != app.Spec.Key {
 		return ImportedInstallation{}, ReasonUnknownApp, fmt.Errorf("the record is for app %q, not %q", truncate(p.Key, 64), app.Spec.Key)
 	}
-	if p.EventType != eventInstalled && p.EventType != eventUninstalled {
+	if p.EventType != string(connectv1.EventInstalled) && p.EventType != string(connectv1.EventUninstalled) {
 		return ImportedInstallation{}, ReasonWrongEvent, fmt.Errorf("eventType %q is neither installed nor uninstalled", truncate(p.EventType, 32))
 	}
-	if err := checkTenantBaseURL(p.BaseURL, allowedHosts(app)); err != nil {
+	if err := checkTenantBaseURL(p.BaseURL, app.GetAllowedHosts()); err != nil {
 		return ImportedInstallation{}, ReasonBaseURLNotAllowed, err
 	}
 	if p.SharedSecret == "" {

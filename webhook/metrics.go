@@ -6,14 +6,18 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/installkeys"
+	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
-// Metrics are the receiver's Prometheus collectors.
+// Metrics are the receiver's Prometheus collectors: one family for the
+// deliveries of both platforms, told apart by the platform label.
 type Metrics struct {
 	requests      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	addressChecks *prometheus.CounterVec
+	installations *prometheus.CounterVec
 }
 
 // NewMetrics creates the receiver's collectors and registers them with reg
@@ -22,20 +26,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tenantry_receiver_requests_total",
-			Help: "Lifecycle callbacks answered by the receiver, by app (namespace/name; empty before the payload names one), event, result (accepted, rejected, error) and reason.",
-		}, []string{"app", "event", "result", "reason"}),
+			Help: "Lifecycle deliveries answered by the receiver, by app (namespace/name; empty before the token or payload names one), platform (Connect, Forge; empty before the path is routed), event, result (accepted, rejected, error) and reason.",
+		}, []string{"app", "platform", "event", "result", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tenantry_receiver_request_duration_seconds",
-			Help:    "Time from a callback's arrival to its answer, by event and result.",
+			Help:    "Time from a delivery's arrival to its answer (Forge waits 5 s), by platform, event and result.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
-		}, []string{"event", "result"}),
+		}, []string{"platform", "event", "result"}),
 		addressChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tenantry_receiver_source_address_checks_total",
 			Help: "Source-address checks against Atlassian's IP ranges, by mode (Enforce, Audit) and outcome (inside, outside).",
 		}, []string{"mode", "outcome"}),
+		installations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tenantry_receiver_installations_total",
+			Help: "Installs, upgrades and token refreshes that changed a tenant, by platform and outcome: created, updated, rotated (a new shared secret), revived, joined (a Connect tenant learned its Forge installation), reinstalled (a new Forge installation id for a known site).",
+		}, []string{"platform", "outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.addressChecks)
+		reg.MustRegister(m.requests, m.duration, m.addressChecks, m.installations)
 	}
 	return m
 }
@@ -58,13 +66,20 @@ func resultOf(status int) string {
 	}
 }
 
-func (m *Metrics) observe(app, event string, status int, reason Reason, elapsed time.Duration) {
+func (m *Metrics) observe(app string, platform connectv1.TenantPlatform, event connectv1.LifecycleEvent, status int, reason Reason, elapsed time.Duration) {
 	if m == nil {
 		return
 	}
 	result := resultOf(status)
-	m.requests.WithLabelValues(app, event, result, string(reason)).Inc()
-	m.duration.WithLabelValues(event, result).Observe(elapsed.Seconds())
+	m.requests.WithLabelValues(app, string(platform), string(event), result, string(reason)).Inc()
+	m.duration.WithLabelValues(string(platform), string(event), result).Observe(elapsed.Seconds())
+}
+
+func (m *Metrics) installation(platform connectv1.TenantPlatform, outcome tenantstore.Outcome) {
+	if m == nil || outcome == tenantstore.OutcomeUnchanged {
+		return
+	}
+	m.installations.WithLabelValues(string(platform), string(outcome)).Inc()
 }
 
 func (m *Metrics) addressCheck(mode, outcome string) {

@@ -5,12 +5,14 @@ import (
 	"net/http"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/forgejwt"
 )
 
-// Reason is a machine-readable cause of a receiver answer. It is the
-// `reason` of the JSON error body, the `reason` label of the request metric
-// and the `reason` key of the log line, so one value describes one outcome
-// everywhere.
+// Reason is a machine-readable cause of a receiver answer, for either
+// platform. It is the `reason` of the JSON error body, the `reason` label
+// of the request metric and the `reason` key of the log line, so one value
+// describes one outcome everywhere. A token of either kind that fails the
+// same way fails with the same reason (fitReason).
 type Reason string
 
 // Reasons, grouped by the status they answer with.
@@ -18,6 +20,10 @@ const (
 	ReasonStored                 Reason = "Stored"               // 204: written
 	ReasonUnchanged              Reason = "Unchanged"            // 204: nothing to write (a retry)
 	ReasonUnknownTenantUninstall Reason = "UnknownTenantIgnored" // 204: signed uninstall of a tenant never stored
+	// ReasonSuperseded: a Forge delivery older than the last one applied
+	// to its installation (a late retry, or a replay on another replica):
+	// acknowledged so that Forge stops retrying, and ignored.
+	ReasonSuperseded Reason = "Superseded" // 204
 
 	ReasonNotFound         Reason = "NotFound"                  // 404: no app serves this path
 	ReasonMethodNotAllowed Reason = "MethodNotAllowed"          // 405
@@ -52,6 +58,9 @@ const (
 	ReasonUnauthenticated  Reason = "Unauthenticated"         // 401
 	ReasonSymmetricInstall Reason = "SymmetricInstallRefused" // 401
 	ReasonTokenReused      Reason = "InstallTokenReused"      // 401: the token was accepted before with another body
+	// ReasonFITPurpose: a valid FIT minted for something other than a
+	// backend delivery (a user's UI invocation) sent to a lifecycle path.
+	ReasonFITPurpose Reason = "FITNotForLifecycle" // 401
 
 	ReasonBadJSON           Reason = "BadJSON"             // 400
 	ReasonUnknownApp        Reason = "UnknownApp"          // 404
@@ -68,6 +77,13 @@ const (
 	ReasonStorageUnavailable   Reason = "StorageUnavailable"   // 503
 	ReasonAppSpecInvalid       Reason = "AppSpecInvalid"       // 503: the ConnectApp's spec cannot be read (api/v1 SpecError)
 )
+
+// fitReason names a FIT verification error in the receiver's vocabulary:
+// forgejwt names each cause as connectjwt does where the two share one
+// (AudienceMismatch, IssuerMismatch, UnknownKid, KeyServerUnavailable…).
+func fitReason(err error) Reason {
+	return Reason(forgejwt.Reason(err))
+}
 
 // rejection is an answer other than success: a status, a reason and a
 // sentence for the human reading the product's install log. It never holds

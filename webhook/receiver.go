@@ -18,18 +18,29 @@ import (
 	"k8s.io/client-go/tools/events"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
-	"github.com/tenantry/tenantry/internal/connectjwt"
+	"github.com/tenantry/tenantry/internal/forgejwt"
 	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
 // Defaults for Options, each with the reason for its value.
 const (
-	// DefaultMaxBodyBytes: a lifecycle payload is well under 4 KiB; 64 KiB
-	// leaves room for fields Atlassian may add.
+	// DefaultMaxBodyBytes: a lifecycle payload is well under 4 KiB (a
+	// Forge event under 2 KiB); 64 KiB leaves room for fields Atlassian
+	// may add.
 	DefaultMaxBodyBytes = 64 << 10
 	// DefaultClockSkew: Atlassian's tokens live three minutes; a small
 	// leeway absorbs clock drift without stretching replay windows.
 	DefaultClockSkew = 30 * time.Second
+	// DefaultForgeStoreTimeout bounds the storing of one Forge delivery:
+	// Forge gives a remote 5 s, and an answer after that is a failure it
+	// retries anyway; 4 s leaves room for the network.
+	DefaultForgeStoreTimeout = 4 * time.Second
+	// DefaultConnectStoreTimeout bounds the storing of one Connect
+	// callback. Atlassian documents no timeout for lifecycle callbacks;
+	// 10 s is well inside what the products wait, so a callback the API
+	// server cannot take in time is answered 503 (and retried by the
+	// product) instead of being cut off by the product unanswered.
+	DefaultConnectStoreTimeout = 10 * time.Second
 )
 
 // KeySource returns the RSA public key Atlassian signs install callbacks
@@ -53,27 +64,49 @@ type SourceResolver interface {
 
 // Options tune the receiver.
 type Options struct {
-	// MaxBodyBytes bounds a callback's body; default DefaultMaxBodyBytes.
+	// MaxBodyBytes bounds a delivery's body; default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// ClockSkew is the leeway on exp, iat and nbf; default DefaultClockSkew.
 	ClockSkew time.Duration
-	// RateLimits bound callbacks per source and overall.
+	// RateLimits bound deliveries per source and overall.
 	RateLimits RateLimits
+	// ConnectStoreTimeout and ForgeStoreTimeout bound the storing of one
+	// delivery of each platform; defaults DefaultConnectStoreTimeout and
+	// DefaultForgeStoreTimeout.
+	ConnectStoreTimeout time.Duration
+	ForgeStoreTimeout   time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
 
 // The receiver writes tenants and their Secrets and reads apps (cache):
-// +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connecttenants,verbs=get;create;update
+// +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connecttenants,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=connect.tenantry.dev,resources=connectapps,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 
-// Receiver is the http.Handler for lifecycle callbacks. Every field but
-// Events, Metrics and Ranges is required.
+// Receiver is the one http.Handler for lifecycle deliveries of both
+// platforms: Connect callbacks (`installed`, `uninstalled`, `enabled`,
+// `disabled`, each a JWT) and Forge deliveries (`avi:forge:installed:app`,
+// `avi:forge:upgraded:app`, the `preUninstall` trigger and the
+// token-refresh scheduled trigger, each with a Forge Invocation Token).
+//
+// Every delivery goes through one pipeline (handle): route by path (one
+// table, one platform per path) → method, size, content type → source and
+// its rate → the platform's admission (admitConnect or admitForge: the
+// token, the app it names, the body) → the overall write budget → one
+// store step under the platform's deadline → one answer, one metric and
+// one log line. It answers 2xx only once the delivery is stored, 503 when
+// storage or a key server fails (both platforms retry), and a specific 4xx
+// for every bad input, writing nothing.
+//
+// Every field but Events, Metrics, Ranges, FITKeys and Replay is required;
+// without FITKeys, Forge deliveries are answered 503.
 type Receiver struct {
 	Apps    *AppIndex
 	Store   *tenantstore.Store
 	Keys    KeySource
+	FITKeys forgejwt.KeyProvider
+	Replay  *forgejwt.ReplayCache
 	Ranges  AddressRanges
 	Sources SourceResolver
 	Events  events.EventRecorder
@@ -92,6 +125,12 @@ func (r *Receiver) Init() *Receiver {
 	if r.Options.ClockSkew <= 0 {
 		r.Options.ClockSkew = DefaultClockSkew
 	}
+	if r.Options.ConnectStoreTimeout <= 0 {
+		r.Options.ConnectStoreTimeout = DefaultConnectStoreTimeout
+	}
+	if r.Options.ForgeStoreTimeout <= 0 {
+		r.Options.ForgeStoreTimeout = DefaultForgeStoreTimeout
+	}
 	if r.Options.Now == nil {
 		r.Options.Now = time.Now
 	}
@@ -99,24 +138,32 @@ func (r *Receiver) Init() *Receiver {
 	return r
 }
 
-// callback is what the receiver learned about one request so far, for the
-// answer, the metric and the log line.
-type callback struct {
-	app       *connectv1.ConnectApp
-	event     string
-	clientKey string
-	source    netip.Addr
-	// authenticated: the signature and claims checked out, so the caller is
-	// the product and its rejections are worth an Info log line.
+// delivery is what the receiver learned about one request so far: for the
+// store step, the answer, the metric and the log line.
+type delivery struct {
+	platform connectv1.TenantPlatform
+	app      *connectv1.ConnectApp
+	event    connectv1.LifecycleEvent
+	source   netip.Addr
+	// subject identifies the installation for the log (hashed there): a
+	// clientKey or a Forge installation id.
+	subject string
+	// authenticated: the token checked out, so the caller is Atlassian
+	// and its refusals are worth an Info log line.
 	authenticated bool
+
+	// What the platform's admission accepted, for the store step.
+	connect *payload
+	forge   *tenantstore.ForgeInstallation
+	fit     *forgejwt.Claims
 }
 
-// ServeHTTP answers one lifecycle callback.
+// ServeHTTP answers one lifecycle delivery.
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := r.Options.Now()
-	cb := &callback{}
+	d := &delivery{}
 	status, reason, message := http.StatusNoContent, ReasonStored, ""
-	if outcome, err := r.handle(req, cb); err != nil {
+	if outcome, err := r.handle(req, d); err != nil {
 		var rej *rejection
 		if !errors.As(err, &rej) {
 			rej = retryable(ReasonStorageUnavailable, "internal error; retry later")
@@ -124,14 +171,14 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		status, reason, message = rej.status, rej.reason, rej.message
 		if rej.public != "" {
 			r.answer(w, status, rej.public, "the callback is not authenticated for this app and clientKey")
-			r.record(cb, status, reason, message, r.Options.Now().Sub(start))
+			r.record(d, status, reason, message, r.Options.Now().Sub(start))
 			return
 		}
 	} else {
 		reason = outcome
 	}
 	r.answer(w, status, reason, message)
-	r.record(cb, status, reason, message, r.Options.Now().Sub(start))
+	r.record(d, status, reason, message, r.Options.Now().Sub(start))
 }
 
 func (r *Receiver) answer(w http.ResponseWriter, status int, reason Reason, message string) {
@@ -155,81 +202,97 @@ func (r *Receiver) answer(w http.ResponseWriter, status int, reason Reason, mess
 	}{message, reason})
 }
 
-func (r *Receiver) record(cb *callback, status int, reason Reason, message string, elapsed time.Duration) {
+func (r *Receiver) record(d *delivery, status int, reason Reason, message string, elapsed time.Duration) {
 	appName := ""
-	if cb.app != nil {
-		appName = cb.app.Namespace + "/" + cb.app.Name
+	if d.app != nil {
+		appName = d.app.Namespace + "/" + d.app.Name
 	}
-	r.Metrics.observe(appName, cb.event, status, reason, elapsed)
+	r.Metrics.observe(appName, d.platform, d.event, status, reason, elapsed)
 
-	log := r.Log.WithValues("app", appName, "event", cb.event, "status", status, "reason", reason,
-		"source", cb.source.String(), "durationMs", elapsed.Milliseconds())
-	if cb.clientKey != "" {
-		log = log.WithValues("clientKeyHash", tenantstore.ClientKeyHash(cb.clientKey))
+	log := r.Log.WithValues("app", appName, "platform", d.platform, "event", d.event, "status", status, "reason", reason,
+		"source", d.source.String(), "durationMs", elapsed.Milliseconds())
+	if d.subject != "" {
+		// Neither a clientKey nor an installation id is a secret, but
+		// both are logged hashed so that logs correlate without spelling
+		// out identifiers.
+		key := "clientKeyHash"
+		if d.platform == connectv1.PlatformForge {
+			key = "installationHash"
+		}
+		log = log.WithValues(key, tenantstore.ClientKeyHash(d.subject))
 	}
 	switch {
 	case status >= 500:
-		log.Error(errors.New(message), "callback not stored; the product will retry")
+		log.Error(errors.New(message), "lifecycle delivery not stored; Atlassian will retry")
 	case status < 300:
-		log.Info("callback accepted")
-	case cb.authenticated:
-		log.Info("callback refused", "message", message)
+		log.Info("lifecycle delivery accepted")
+	case d.authenticated:
+		log.Info("lifecycle delivery refused", "message", message)
 	default:
 		// Unauthenticated rejections are what a flood of forged requests
 		// produces: debug level, so they cannot drown the log. The
 		// requests metric counts them all.
-		log.V(1).Info("callback refused", "message", message)
+		log.V(1).Info("lifecycle delivery refused", "message", message)
 	}
 }
 
-// handle admits the callback and stores it.
-func (r *Receiver) handle(req *http.Request, cb *callback) (Reason, error) {
-	p, err := r.admit(req, cb)
-	if err != nil {
-		return "", err
-	}
-	if !r.limiter.allowWrite(r.Options.Now()) {
-		return "", reject(http.StatusTooManyRequests, ReasonRateLimited, "too many callbacks to store at once; retry in a second")
-	}
-	return r.store(req.Context(), cb.app, cb.event, p)
-}
-
-// admit runs every check, cheapest first, and returns the verified payload.
-// It writes nothing; it reads the API server only for enabled and disabled
-// callbacks (the stored secret) and the key server only on a key-cache miss.
-func (r *Receiver) admit(req *http.Request, cb *callback) (*payload, error) {
+// handle is the pipeline: it routes, admits and stores one delivery.
+func (r *Receiver) handle(req *http.Request, d *delivery) (Reason, error) {
 	routes := r.Apps.routes(req.URL.Path)
 	if len(routes) == 0 {
-		return nil, reject(http.StatusNotFound, ReasonNotFound, "no Connect app serves lifecycle callbacks at %s", truncate(req.URL.Path, 128))
+		if r.Apps.unserved(req.URL.Path) {
+			return "", reject(http.StatusNotFound, ReasonUnknownApp, "the ConnectApp that declares %s is not served (see its Ready condition)", truncate(req.URL.Path, 128))
+		}
+		return "", reject(http.StatusNotFound, ReasonNotFound, "no ConnectApp serves lifecycle deliveries at %s", truncate(req.URL.Path, 128))
 	}
+	// appkey.Resolve gives every path to one platform.
+	d.platform = routes[0].Event.Platform()
 	if req.Method != http.MethodPost {
-		return nil, reject(http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "lifecycle callbacks are POST requests, not %s", truncate(req.Method, 16))
+		return "", reject(http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "lifecycle deliveries are POST requests, not %s", truncate(req.Method, 16))
 	}
 	if req.ContentLength > r.Options.MaxBodyBytes {
-		return nil, tooLarge(r.Options.MaxBodyBytes)
+		return "", tooLarge(r.Options.MaxBodyBytes)
 	}
 	if err := checkContentType(req.Header.Get("Content-Type")); err != nil {
-		return nil, err
+		return "", err
 	}
 	source, err := r.Sources.Resolve(req.RemoteAddr, req.Header.Values("X-Forwarded-For"))
 	if err != nil {
-		return nil, reject(http.StatusForbidden, ReasonSourceUnknown, "cannot tell the client address: %v", err)
+		return "", reject(http.StatusForbidden, ReasonSourceUnknown, "cannot tell the client address: %v", err)
 	}
-	cb.source = source
+	d.source = source
 	if !r.limiter.allowSource(source, r.Options.Now()) {
-		return nil, reject(http.StatusTooManyRequests, ReasonRateLimited, "too many callbacks from %s; retry in a second", source)
+		return "", reject(http.StatusTooManyRequests, ReasonRateLimited, "too many deliveries from %s; retry in a second", source)
 	}
-	if err := r.checkSourceForRoutes(routes, source); err != nil {
-		return nil, err
+
+	timeout := r.Options.ConnectStoreTimeout
+	switch d.platform {
+	case connectv1.PlatformForge:
+		err = r.admitForge(req, routes, d)
+		timeout = r.Options.ForgeStoreTimeout
+	default:
+		err = r.admitConnect(req, routes, d)
 	}
-	token, err := tokenFrom(req)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	header, err := connectjwt.ParseHeader(token)
-	if err != nil {
-		return nil, unauthorized(ReasonMalformedToken, "the JWT is malformed: %v", err)
+
+	if !r.limiter.allowWrite(r.Options.Now()) {
+		return "", reject(http.StatusTooManyRequests, ReasonRateLimited, "too many deliveries to store at once; retry in a second")
 	}
+	ctx, cancel := context.WithTimeout(req.Context(), timeout)
+	defer cancel()
+	reason, err := r.store(ctx, d)
+	if err == nil && d.fit != nil && r.Replay != nil {
+		// Spent only once stored: a delivery answered 503 must stay
+		// acceptable to Forge's retry with the same token.
+		r.Replay.Spend(d.fit.ID, d.fit.ExpiresAt.Add(forgejwt.MaxLeeway), r.Options.Now())
+	}
+	return reason, err
+}
+
+// readBody reads the body, bounded by the receiver's limit.
+func (r *Receiver) readBody(req *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(req.Body, r.Options.MaxBodyBytes+1))
 	if err != nil {
 		return nil, badRequest(ReasonBadJSON, "cannot read the body: %v", err)
@@ -237,38 +300,7 @@ func (r *Receiver) admit(req *http.Request, cb *callback) (*payload, error) {
 	if int64(len(body)) > r.Options.MaxBodyBytes {
 		return nil, tooLarge(r.Options.MaxBodyBytes)
 	}
-	p, err := decodePayload(body)
-	if errors.Is(err, errInvalidField) {
-		return nil, badRequest(ReasonInvalidPayload, "%v", err)
-	}
-	if err != nil {
-		return nil, badRequest(ReasonBadJSON, "%v", err)
-	}
-	cb.clientKey = p.ClientKey
-	app, event, err := r.selectApp(routes, p.Key, req.URL.Path)
-	if err != nil {
-		return nil, err
-	}
-	cb.app, cb.event = app, event
-	if err := r.checkSourceForApp(app, source); err != nil {
-		return nil, err
-	}
-	claims, err := r.verify(req, token, header, app, event, p)
-	if err != nil {
-		return nil, err
-	}
-	cb.authenticated = true
-	if event == eventInstalled {
-		// The body is not signed: bind the token to it, so the same token
-		// cannot install another sharedSecret or baseUrl (tenantstore's
-		// install claims). The token is accepted until exp plus the leeway.
-		claim := tenantstore.ClaimFor(token, body, claims.ExpiresAt.Add(min(r.Options.ClockSkew, connectjwt.MaxLeeway)))
-		p.claim = &claim
-	}
-	if err := checkPayloadRules(app, event, p); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return body, nil
 }
 
 func tooLarge(limit int64) error {
@@ -278,128 +310,70 @@ func tooLarge(limit int64) error {
 func checkContentType(value string) error {
 	mediaType, params, err := mime.ParseMediaType(value)
 	if err != nil || mediaType != "application/json" {
-		return reject(http.StatusUnsupportedMediaType, ReasonContentType, "lifecycle callbacks must be application/json, not %q", truncate(value, 64))
+		return reject(http.StatusUnsupportedMediaType, ReasonContentType, "lifecycle deliveries must be application/json, not %q", truncate(value, 64))
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return reject(http.StatusUnsupportedMediaType, ReasonContentType, "lifecycle callbacks must be UTF-8, not %q", truncate(cs, 32))
+		return reject(http.StatusUnsupportedMediaType, ReasonContentType, "lifecycle deliveries must be UTF-8, not %q", truncate(cs, 32))
 	}
 	return nil
 }
 
-// tokenFrom takes the JWT from `Authorization: JWT …` or the jwt query
-// parameter, never both.
-func tokenFrom(req *http.Request) (string, error) {
-	token, err := connectjwt.TokenFrom(req.Header.Get("Authorization"), req.URL.Query())
-	if err != nil {
-		return "", unauthorized(Reason(connectjwt.Reason(err)), "lifecycle callbacks must carry one JWT: %v", err)
-	}
-	return token, nil
-}
-
-// selectApp picks the app the payload's key names and the event it serves
-// at path.
-func (r *Receiver) selectApp(routes []route, key, path string) (*connectv1.ConnectApp, string, error) {
-	apps := r.Apps.appsWithKey(key)
-	if len(apps) == 0 {
-		return nil, "", reject(http.StatusNotFound, ReasonUnknownApp, "no ConnectApp declares the app key %q", truncate(key, 64))
-	}
-	for _, rt := range routes {
-		if rt.app.UID == apps[0].UID && rt.app.Name == apps[0].Name && rt.app.Namespace == apps[0].Namespace {
-			return rt.app, rt.event, nil
-		}
-	}
-	return nil, "", reject(http.StatusNotFound, ReasonUnknownApp, "the app %q has no lifecycle callback at %s", truncate(key, 64), truncate(path, 128))
-}
-
-// checkSourceForRoutes refuses, before any parsing, a source outside
-// Atlassian's ranges when every app served at this path enforces the check.
-func (r *Receiver) checkSourceForRoutes(routes []route, source netip.Addr) error {
-	for _, rt := range routes {
-		if sourceMode(rt.app) != connectv1.SourceAddressEnforce {
-			return nil // decided per app once the payload names it
-		}
-	}
-	return r.checkSource(connectv1.SourceAddressEnforce, source, false)
-}
-
-func (r *Receiver) checkSourceForApp(app *connectv1.ConnectApp, source netip.Addr) error {
-	return r.checkSource(sourceMode(app), source, true)
-}
-
-func (r *Receiver) checkSource(mode connectv1.SourceAddressCheckMode, source netip.Addr, count bool) error {
-	if mode == connectv1.SourceAddressOff {
-		return nil
-	}
-	if r.Ranges == nil || !r.Ranges.Loaded() {
-		if mode == connectv1.SourceAddressEnforce {
-			return retryable(ReasonRangesNotLoaded, "Atlassian's IP ranges are not loaded yet; retry later")
-		}
-		return nil
-	}
-	inside := r.Ranges.Contains(source)
-	if count {
-		outcome := "inside"
-		if !inside {
-			outcome = "outside"
-		}
-		r.Metrics.addressCheck(string(mode), outcome)
-	}
-	if !inside && mode == connectv1.SourceAddressEnforce {
-		return reject(http.StatusForbidden, ReasonSourceAddress, "%s is not in Atlassian's published IP ranges", source)
-	}
-	if !inside && count {
-		r.Log.Info("callback from outside Atlassian's IP ranges accepted in Audit mode", "source", source.String())
-	}
-	return nil
-}
-
-func sourceMode(app *connectv1.ConnectApp) connectv1.SourceAddressCheckMode {
-	return app.GetSourceAddressCheck()
-}
-
-// checkPayloadRules checks what the signature does not cover: the body.
-func checkPayloadRules(app *connectv1.ConnectApp, event string, p *payload) error {
-	if p.EventType != event {
-		return badRequest(ReasonWrongEvent, "eventType %q was sent to the %s callback", truncate(p.EventType, 32), event)
-	}
-	if err := checkTenantBaseURL(p.BaseURL, allowedHosts(app)); err != nil {
-		return badRequest(ReasonBaseURLNotAllowed, "%v", err)
-	}
-	if event == eventInstalled && p.SharedSecret == "" {
-		return badRequest(ReasonMissingSecret, "an installed callback must carry sharedSecret")
-	}
-	return nil
-}
-
-func allowedHosts(app *connectv1.ConnectApp) []connectv1.HostPattern {
-	return app.GetAllowedHosts()
-}
-
-// store writes the callback and says what it changed.
-func (r *Receiver) store(ctx context.Context, app *connectv1.ConnectApp, event string, p *payload) (Reason, error) {
+// store writes what the delivery says, whichever platform sent it, and
+// says what it changed. It is the only step that writes.
+func (r *Receiver) store(ctx context.Context, d *delivery) (Reason, error) {
 	var (
 		changed bool
 		err     error
+		app     = d.app
 	)
-	switch event {
-	case eventInstalled:
+	switch d.event {
+	case connectv1.EventInstalled:
 		if err := refuseInvalidApp(app); err != nil {
 			return "", err
 		}
 		var res tenantstore.InstallResult
-		res, err = r.Store.Install(ctx, app, p.installation())
+		res, err = r.Store.Install(ctx, app, d.connect.installation())
 		if err == nil {
 			changed = !res.Unchanged
-			r.installEvents(res)
+			r.installed(d, res.Outcome(), res.Tenant, res.PreviousBaseURL, "")
 		}
-	case eventUninstalled:
-		_, changed, err = r.Store.Uninstall(ctx, app, p.ClientKey)
+	case connectv1.EventUninstalled:
+		_, changed, err = r.Store.Uninstall(ctx, app, d.connect.ClientKey)
 		if errors.Is(err, tenantstore.ErrNotFound) {
 			// Signed, but for a tenant never stored: nothing to undo.
 			return ReasonUnknownTenantUninstall, nil
 		}
-	case eventEnabled, eventDisabled:
-		_, changed, err = r.Store.SetEnabled(ctx, app, p.ClientKey, event == eventEnabled)
+	case connectv1.EventEnabled, connectv1.EventDisabled:
+		_, changed, err = r.Store.SetEnabled(ctx, app, d.connect.ClientKey, d.event == connectv1.EventEnabled)
+	case connectv1.EventForgeInstalled, connectv1.EventForgeUpgraded, connectv1.EventForgeTokenRefresh:
+		if err := refuseInvalidApp(app); err != nil {
+			return "", err
+		}
+		var res tenantstore.ForgeResult
+		if d.event == connectv1.EventForgeTokenRefresh {
+			res, err = r.Store.ForgeRefresh(ctx, app, *d.forge)
+		} else {
+			res, err = r.Store.ForgeInstall(ctx, app, *d.forge)
+		}
+		if err == nil {
+			if res.Stale {
+				return ReasonSuperseded, nil
+			}
+			changed = !res.Unchanged
+			r.installed(d, res.Outcome(), res.Tenant, "", res.PreviousInstallationID)
+		}
+	case connectv1.EventForgePreUninstall:
+		var res tenantstore.ForgeResult
+		res, err = r.Store.ForgeUninstall(ctx, app, *d.forge)
+		switch {
+		case errors.Is(err, tenantstore.ErrNotFound):
+			return ReasonUnknownTenantUninstall, nil
+		case err == nil && res.Stale:
+			return ReasonSuperseded, nil
+		case err == nil && !res.Unchanged && r.Events != nil:
+			r.Events.Eventf(res.Tenant, nil, corev1.EventTypeNormal, "ForgeUninstalled", "Uninstall", "Forge's preUninstall trigger uninstalled the app")
+		}
+		changed = err == nil && !res.Unchanged
 	}
 	switch {
 	case err == nil && changed:
@@ -417,16 +391,24 @@ func (r *Receiver) store(ctx context.Context, app *connectv1.ConnectApp, event s
 	return "", retryable(ReasonStorageUnavailable, "the tenant could not be stored (%s); retry later", apiErrorMessage(err))
 }
 
-func (r *Receiver) installEvents(res tenantstore.InstallResult) {
-	if r.Events == nil || res.Tenant == nil {
+// installed records what an install of either platform changed: the
+// outcome metric and the Events a person should see.
+func (r *Receiver) installed(d *delivery, outcome tenantstore.Outcome, tenant *connectv1.ConnectTenant, previousBaseURL, previousInstallation string) {
+	r.Metrics.installation(d.platform, outcome)
+	if r.Events == nil || tenant == nil {
 		return
 	}
-	if res.PreviousBaseURL != "" {
-		r.Events.Eventf(res.Tenant, nil, corev1.EventTypeNormal, "BaseURLChanged", "Install",
-			"re-install moved the tenant from %s to %s (site rename)", res.PreviousBaseURL, res.Tenant.Spec.BaseURL)
+	switch outcome {
+	case tenantstore.OutcomeJoined:
+		r.Events.Eventf(tenant, nil, corev1.EventTypeNormal, "ForgeJoined", "Install", "Forge installation %s joined the Connect tenant", tenant.Spec.InstallationID)
+	case tenantstore.OutcomeReinstalled:
+		r.Events.Eventf(tenant, nil, corev1.EventTypeNormal, "ForgeReinstalled", "Install", "a Forge reinstall replaced installation %s with %s", previousInstallation, tenant.Spec.InstallationID)
+	case tenantstore.OutcomeRevived:
+		r.Events.Eventf(tenant, nil, corev1.EventTypeNormal, "Reinstalled", "Install", "a signed install revived the uninstalled tenant")
 	}
-	if res.Revived {
-		r.Events.Eventf(res.Tenant, nil, corev1.EventTypeNormal, "Reinstalled", "Install", "a signed install revived the uninstalled tenant")
+	if previousBaseURL != "" {
+		r.Events.Eventf(tenant, nil, corev1.EventTypeNormal, "BaseURLChanged", "Install",
+			"re-install moved the tenant from %s to %s (site rename)", previousBaseURL, tenant.Spec.BaseURL)
 	}
 }
 

@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
@@ -31,6 +33,9 @@ var (
 	keyServer *atlassiantest.KeyServer
 	keyURL    string
 	product   *atlassiantest.Product
+	// tenantIndex is a cache of tenants with tenantstore's field indexes,
+	// as the operator gives its receiver (tenantstore.Store.Index).
+	tenantIndex cache.Cache
 )
 
 // atlassianRange stands for Atlassian's published ranges; callbacks carry
@@ -55,10 +60,34 @@ func TestMain(m *testing.M) {
 	ks := httptest.NewServer(keyServer)
 	keyURL = ks.URL
 	product = atlassiantest.NewProduct(keyServer)
+	ctx, stop := context.WithCancel(context.Background())
+	if tenantIndex, err = startTenantIndex(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	stop()
 	ks.Close()
 	_ = env.Stop()
 	os.Exit(code)
+}
+
+func startTenantIndex(ctx context.Context) (cache.Cache, error) {
+	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme})
+	if err != nil {
+		return nil, err
+	}
+	if err := tenantstore.IndexFields(ctx, c); err != nil {
+		return nil, err
+	}
+	if _, err := c.GetInformer(ctx, &connectv1.ConnectTenant{}); err != nil {
+		return nil, err
+	}
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		return nil, errors.New("the tenant index did not sync")
+	}
+	return c, nil
 }
 
 // harness is one app in its own namespace with a receiver serving it.

@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"net/http"
 	"testing"
@@ -66,9 +67,15 @@ func TestUnauthenticatedCallerLearnsNoTenantState(t *testing.T) {
 // requestsWithReason sums the receiver's requests metric for reason.
 func (h *harness) requestsWithReason(reason string) float64 {
 	h.t.Helper()
-	families, err := h.metrics.Gather()
+	return requestsWithReason(h.t, h.metrics, reason)
+}
+
+// requestsWithReason sums the requests metric in reg for reason.
+func requestsWithReason(t *testing.T, reg *prometheus.Registry, reason string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	var sum float64
 	for _, f := range families {

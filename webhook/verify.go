@@ -14,17 +14,17 @@ import (
 // installed and uninstalled, HS256 with the tenant's stored secret for
 // enabled and disabled (docs/protocol.md §1.2). The algorithm comes from the
 // event, never from the token's header. It returns the verified claims.
-func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Header, app *connectv1.ConnectApp, event string, p *payload) (*connectjwt.Claims, error) {
+func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Header, app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *payload) (*connectjwt.Claims, error) {
 	want := connectjwt.Expectations{
 		Issuer: p.ClientKey,
 		// qsh covers POST and the lifecycle path relative to the app's
 		// baseUrl, whichever form of the path the ingress forwarded.
-		QSH:    connectjwt.QueryStringHash(http.MethodPost, lifecyclePaths(app)[event], "", req.URL.Query()),
+		QSH:    connectjwt.QueryStringHash(http.MethodPost, app.LifecyclePath(event), "", req.URL.Query()),
 		Leeway: r.Options.ClockSkew,
 		Now:    r.Options.Now,
 	}
 
-	if !asymmetric(event) || (event == eventInstalled && header.Alg == "HS256" && symmetricAllowed(app)) {
+	if !asymmetric(event) || (event == connectv1.EventInstalled && header.Alg == "HS256" && symmetricAllowed(app)) {
 		return r.verifySymmetric(req, token, app, event, p, want)
 	}
 	if header.Alg != "RS256" {
@@ -49,7 +49,7 @@ func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Hea
 // verifySymmetric checks an HS256 token against the secret stored for the
 // tenant: never the one in the payload, which anyone can choose (the classic
 // forgery of a first install).
-func (r *Receiver) verifySymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event string, p *payload, want connectjwt.Expectations) (*connectjwt.Claims, error) {
+func (r *Receiver) verifySymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *payload, want connectjwt.Expectations) (*connectjwt.Claims, error) {
 	claims, err := r.checkSymmetric(req, token, app, event, p, want)
 	var rej *rejection
 	if errors.As(err, &rej) && rej.status == http.StatusUnauthorized {
@@ -59,13 +59,13 @@ func (r *Receiver) verifySymmetric(req *http.Request, token string, app *connect
 }
 
 // checkSymmetric is verifySymmetric's decision, with the precise reason.
-func (r *Receiver) checkSymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event string, p *payload, want connectjwt.Expectations) (*connectjwt.Claims, error) {
+func (r *Receiver) checkSymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *payload, want connectjwt.Expectations) (*connectjwt.Claims, error) {
 	tenant, err := r.Store.Get(req.Context(), app, p.ClientKey)
 	switch {
-	case errors.Is(err, tenantstore.ErrNotFound) && event == eventInstalled:
+	case errors.Is(err, tenantstore.ErrNotFound) && event == connectv1.EventInstalled:
 		return nil, unauthorized(ReasonSymmetricInstall, "a symmetrically signed install is accepted only for a tenant already stored")
 	case errors.Is(err, tenantstore.ErrNotFound):
-		return nil, unauthorized(ReasonUnknownTenant, "no tenant with this clientKey is stored for app %q; %s callbacks are signed with the secret of an earlier install", app.Spec.Key, event)
+		return nil, unauthorized(ReasonUnknownTenant, "no tenant with this clientKey is stored for app %q; %s callbacks are signed with the secret of an earlier install", app.Spec.Key, string(event))
 	case err != nil:
 		return nil, retryable(ReasonStorageUnavailable, "cannot read the tenant (%s); retry later", apiErrorMessage(err))
 	}

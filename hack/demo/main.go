@@ -170,7 +170,7 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 	d.kubectl("get", "capp,ctenant", "-o", "wide")
 	say("A few metrics (http://%s/metrics)", d.metrics)
 	printMetrics("http://"+d.metrics+"/metrics", "tenantry_receiver_requests_total", "tenantry_tenants{", "tenantry_tenant_verifications_total",
-		"tenantry_forge_events_total", "tenantry_forge_installations_total",
+		"tenantry_receiver_installations_total",
 		"tenantry_egress_requests_total", "tenantry_egress_user_tokens_total",
 		"tenantry_marketplace_tenants", "tenantry_marketplace_checks_total")
 

@@ -172,7 +172,7 @@ func TestDashboardIsWellFormed(t *testing.T) {
 	for question, metric := range map[string]string{
 		"installs accepted and refused, by reason":          "tenantry_receiver_requests_total",
 		"receiver latency":                                  "tenantry_receiver_request_duration_seconds_bucket",
-		"storage unavailable (Forge events too)":            "tenantry_forge_events_total",
+		"installs, upgrades and token refreshes by outcome": "tenantry_receiver_installations_total",
 		"install-key server fetches":                        "tenantry_install_keys_fetches_total",
 		"verifications by outcome":                          "tenantry_tenant_verifications_total",
 		"tenants by phase per app, rogue tenants":           "tenantry_tenants",

@@ -59,14 +59,18 @@ var (
 
 // Reason is the name of a verification error, for answers, logs and
 // metrics; "" for nil, "InvalidToken" for an error of no known cause.
+// Where a Connect JWT can fail the same way the name is connectjwt's
+// (AudienceMismatch, IssuerMismatch, UnexpectedAlgorithm, UnknownKid,
+// KeyServerUnavailable), so the receiver and /authz answer both platforms
+// in one vocabulary.
 func Reason(err error) string {
 	for _, r := range []struct {
 		err  error
 		name string
 	}{
-		{ErrTooLarge, "TokenTooLarge"}, {ErrMalformed, "MalformedToken"}, {ErrAlgorithm, "AlgorithmNotAllowed"},
-		{ErrUnknownKey, "UnknownKey"}, {ErrKeysUnavailable, "KeysUnavailable"}, {ErrSignature, "BadSignature"},
-		{ErrIssuer, "WrongIssuer"}, {ErrAudience, "WrongAudience"}, {ErrExpired, "TokenExpired"},
+		{ErrTooLarge, "TokenTooLarge"}, {ErrMalformed, "MalformedToken"}, {ErrAlgorithm, "UnexpectedAlgorithm"},
+		{ErrUnknownKey, "UnknownKid"}, {ErrKeysUnavailable, "KeyServerUnavailable"}, {ErrSignature, "BadSignature"},
+		{ErrIssuer, "IssuerMismatch"}, {ErrAudience, "AudienceMismatch"}, {ErrExpired, "TokenExpired"},
 		{ErrNotYetValid, "TokenNotYetValid"}, {ErrIssuedAt, "IssuedInFuture"}, {ErrLifetime, "LifetimeTooLong"},
 		{ErrMissingClaim, "MissingClaim"}, {ErrEnvironment, "WrongEnvironment"}, {ErrReplayed, "TokenReplayed"},
 	} {
@@ -377,4 +381,33 @@ func UnverifiedAudience(token string) (string, error) {
 		return "", fmt.Errorf("%w: aud must name exactly one app", ErrAudience)
 	}
 	return c.Aud[0], nil
+}
+
+// MaxSystemTokenLength bounds an app system token (`x-forge-oauth-system`)
+// the receiver keeps: Forge's are JWTs of a few KiB.
+const MaxSystemTokenLength = 16 << 10
+
+// SystemTokenExpiry reads the `exp` claim of an app system token without
+// verifying it: the token is opaque to Tenantry (Atlassian's API verifies
+// it), and the claim only tells when keeping it stops being useful. ok is
+// false when the token is not a JWT with a numeric exp.
+func SystemTokenExpiry(token string) (exp time.Time, ok bool) {
+	if len(token) > MaxSystemTokenLength {
+		return time.Time{}, false
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return time.Time{}, false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return time.Time{}, false
+	}
+	var c struct {
+		Exp *jwt.NumericDate `json:"exp"`
+	}
+	if json.Unmarshal(raw, &c) != nil || c.Exp == nil {
+		return time.Time{}, false
+	}
+	return c.Exp.Time, true
 }

@@ -46,6 +46,12 @@ var ErrNameCollision = errors.New("tenant name collision")
 type Store struct {
 	Client client.Client
 	Scheme *runtime.Scheme
+	// Index, when set, is a cache of tenants carrying the field indexes of
+	// IndexFields: Forge lookups by installation or site read it instead
+	// of LISTing the API server, so their cost does not grow with the
+	// tenants stored. The tenant found is then read from Client. Without
+	// it, lookups are label-selected LISTs (tests, tools).
+	Index client.Reader
 	// Now is the clock that expires install claims; nil means time.Now.
 	Now func() time.Time
 }
@@ -93,6 +99,21 @@ type InstallResult struct {
 	PreviousBaseURL string
 	// Unchanged: nothing was written, e.g. a retried callback.
 	Unchanged bool
+}
+
+// Outcome is the one word for what the install did.
+func (r InstallResult) Outcome() Outcome {
+	switch {
+	case r.Unchanged:
+		return OutcomeUnchanged
+	case r.Created:
+		return OutcomeCreated
+	case r.Revived:
+		return OutcomeRevived
+	case r.SecretChanged:
+		return OutcomeRotated
+	}
+	return OutcomeUpdated
 }
 
 // install creates or updates the tenant and its Secret so that they hold
@@ -314,19 +335,33 @@ func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenan
 	return changed, written, storedKey, nil
 }
 
-func (s *Store) applySecret(secret *corev1.Secret, tenant *connectv1.ConnectTenant, in Installation, fingerprintKey []byte) error {
+// labelSecret marks secret as tenant's: the operator caches only
+// Secrets with these labels (controllers.SecretCacheOptions).
+func labelSecret(secret *corev1.Secret, tenant *connectv1.ConnectTenant) {
 	if secret.Labels == nil {
 		secret.Labels = map[string]string{}
 	}
 	secret.Labels[connectv1.LabelApp] = tenant.Spec.AppRef.Name
 	secret.Labels[connectv1.LabelManagedBy] = connectv1.ManagedByValue
 	secret.Type = connectv1.SecretTypeSharedSecret
-	secret.Data = map[string][]byte{
+}
+
+func (s *Store) applySecret(secret *corev1.Secret, tenant *connectv1.ConnectTenant, in Installation, fingerprintKey []byte) error {
+	labelSecret(secret, tenant)
+	data := map[string][]byte{
 		connectv1.SecretKeySharedSecret:   in.SharedSecret,
 		connectv1.SecretKeyClientKey:      []byte(in.ClientKey),
 		connectv1.SecretKeyBaseURL:        []byte(in.BaseURL),
 		connectv1.SecretKeyFingerprintKey: fingerprintKey,
 	}
+	// A Connect-on-Forge tenant's Secret also keeps the Forge app system
+	// token, which Forge deliveries own: an install keeps it.
+	for _, k := range []string{connectv1.SecretKeyForgeSystemToken, connectv1.SecretKeyForgeSystemTokenExpiry, secretKeyTokenDelivery} {
+		if v, ok := secret.Data[k]; ok {
+			data[k] = v
+		}
+	}
+	secret.Data = data
 	// A Secret left over from an earlier tenant of the same name (deleted
 	// and installed again) passes to the new one.
 	secret.OwnerReferences = nil
