@@ -19,7 +19,7 @@ fuzztime=${FUZZTIME:-20s}
 # package: targets
 targets=(
   "./internal/connectjwt:FuzzParseHeader FuzzVerifyHS256 FuzzCanonicalRequest"
-  "./webhook:FuzzDecodePayload"
+  "./internal/lifecycle:FuzzDecodePayload"
   "./authz:FuzzCheck"
   "./internal/forgejwt:FuzzVerifyFIT"
 )

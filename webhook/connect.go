@@ -1,13 +1,13 @@
 package webhook
 
 import (
-	"errors"
 	"net/http"
 	"net/netip"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/appkey"
 	"github.com/tenantry/tenantry/internal/connectjwt"
+	"github.com/tenantry/tenantry/internal/lifecycle"
 	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
@@ -34,12 +34,9 @@ func (r *Receiver) admitConnect(req *http.Request, routes []appkey.Route, d *del
 	if err != nil {
 		return err
 	}
-	p, err := decodePayload(body)
-	if errors.Is(err, errInvalidField) {
-		return badRequest(ReasonInvalidPayload, "%v", err)
-	}
+	p, err := lifecycle.Decode(body)
 	if err != nil {
-		return badRequest(ReasonBadJSON, "%v", err)
+		return badRequest(payloadReason(err), "%v", err)
 	}
 	d.subject = p.ClientKey
 	app, event, err := r.selectApp(routes, p.Key, req.URL.Path)
@@ -55,17 +52,17 @@ func (r *Receiver) admitConnect(req *http.Request, routes []appkey.Route, d *del
 		return err
 	}
 	d.authenticated = true
+	if err := checkPayloadRules(app, event, p); err != nil {
+		return err
+	}
+	d.connect = p
 	if event == connectv1.EventInstalled {
 		// The body is not signed: bind the token to it, so the same token
 		// cannot install another sharedSecret or baseUrl (tenantstore's
 		// install claims). The token is accepted until exp plus the leeway.
 		claim := tenantstore.ClaimFor(token, body, claims.ExpiresAt.Add(min(r.Options.ClockSkew, connectjwt.MaxLeeway)))
-		p.claim = &claim
+		d.claim = &claim
 	}
-	if err := checkPayloadRules(app, event, p); err != nil {
-		return err
-	}
-	d.connect = p
 	return nil
 }
 
@@ -136,11 +133,11 @@ func (r *Receiver) checkSource(mode connectv1.SourceAddressCheckMode, source net
 }
 
 // checkPayloadRules checks what the signature does not cover: the body.
-func checkPayloadRules(app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *payload) error {
+func checkPayloadRules(app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *lifecycle.Payload) error {
 	if p.EventType != string(event) {
 		return badRequest(ReasonWrongEvent, "eventType %q was sent to the %s callback", truncate(p.EventType, 32), event)
 	}
-	if err := checkTenantBaseURL(p.BaseURL, app.GetAllowedHosts()); err != nil {
+	if err := lifecycle.CheckBaseURL(p.BaseURL, app.GetAllowedHosts()); err != nil {
 		return badRequest(ReasonBaseURLNotAllowed, "%v", err)
 	}
 	if event == connectv1.EventInstalled && p.SharedSecret == "" {

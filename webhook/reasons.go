@@ -6,6 +6,7 @@ import (
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/forgejwt"
+	"github.com/tenantry/tenantry/internal/lifecycle"
 )
 
 // Reason is a machine-readable cause of a receiver answer, for either
@@ -84,6 +85,15 @@ const (
 func fitReason(err error) Reason {
 	return Reason(forgejwt.Reason(err))
 }
+
+// payloadReason names a payload rule's failure (internal/lifecycle) in the
+// receiver's vocabulary.
+func payloadReason(err error) Reason {
+	return Reason(lifecycle.Reason(err))
+}
+
+// truncate shortens s for a message.
+func truncate(s string, n int) string { return lifecycle.Truncate(s, n) }
 
 // rejection is an answer other than success: a status, a reason and a
 // sentence for the human reading the product's install log. It never holds

@@ -19,6 +19,7 @@ import (
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/forgejwt"
+	"github.com/tenantry/tenantry/internal/lifecycle"
 	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
@@ -153,7 +154,8 @@ type delivery struct {
 	authenticated bool
 
 	// What the platform's admission accepted, for the store step.
-	connect *payload
+	connect *lifecycle.Payload
+	claim   *tenantstore.InstallClaim
 	forge   *tenantstore.ForgeInstallation
 	fit     *forgejwt.Claims
 }
@@ -332,7 +334,9 @@ func (r *Receiver) store(ctx context.Context, d *delivery) (Reason, error) {
 			return "", err
 		}
 		var res tenantstore.InstallResult
-		res, err = r.Store.Install(ctx, app, d.connect.installation())
+		in := tenantstore.InstallationOf(d.connect)
+		in.Claim = d.claim
+		res, err = r.Store.Install(ctx, app, in)
 		if err == nil {
 			changed = !res.Unchanged
 			r.installed(d, res.Outcome(), res.Tenant, res.PreviousBaseURL, "")

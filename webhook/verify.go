@@ -7,6 +7,7 @@ import (
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/connectjwt"
 	"github.com/tenantry/tenantry/internal/installkeys"
+	"github.com/tenantry/tenantry/internal/lifecycle"
 	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
@@ -14,7 +15,7 @@ import (
 // installed and uninstalled, HS256 with the tenant's stored secret for
 // enabled and disabled (docs/protocol.md §1.2). The algorithm comes from the
 // event, never from the token's header. It returns the verified claims.
-func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Header, app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *payload) (*connectjwt.Claims, error) {
+func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Header, app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *lifecycle.Payload) (*connectjwt.Claims, error) {
 	want := connectjwt.Expectations{
 		Issuer: p.ClientKey,
 		// qsh covers POST and the lifecycle path relative to the app's
@@ -49,7 +50,7 @@ func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Hea
 // verifySymmetric checks an HS256 token against the secret stored for the
 // tenant: never the one in the payload, which anyone can choose (the classic
 // forgery of a first install).
-func (r *Receiver) verifySymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *payload, want connectjwt.Expectations) (*connectjwt.Claims, error) {
+func (r *Receiver) verifySymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *lifecycle.Payload, want connectjwt.Expectations) (*connectjwt.Claims, error) {
 	claims, err := r.checkSymmetric(req, token, app, event, p, want)
 	var rej *rejection
 	if errors.As(err, &rej) && rej.status == http.StatusUnauthorized {
@@ -59,7 +60,7 @@ func (r *Receiver) verifySymmetric(req *http.Request, token string, app *connect
 }
 
 // checkSymmetric is verifySymmetric's decision, with the precise reason.
-func (r *Receiver) checkSymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *payload, want connectjwt.Expectations) (*connectjwt.Claims, error) {
+func (r *Receiver) checkSymmetric(req *http.Request, token string, app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *lifecycle.Payload, want connectjwt.Expectations) (*connectjwt.Claims, error) {
 	tenant, err := r.Store.Get(req.Context(), app, p.ClientKey)
 	switch {
 	case errors.Is(err, tenantstore.ErrNotFound) && event == connectv1.EventInstalled:

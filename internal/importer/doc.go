@@ -4,7 +4,7 @@
 // internal/tenantstore, exactly as the lifecycle receiver does (same names,
 // labels, owner references, order of writes), so an imported tenant is
 // indistinguishable from a received one. Every record passes the
-// receiver's own payload rules (webhook.CheckImported) first; a record
+// receiver's own payload rules (lifecycle.CheckImported) first; a record
 // that fails them is reported with the reason and never written.
 //
 // Sources, and where their layout comes from (read in the frameworks'

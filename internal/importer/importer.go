@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/lifecycle"
 	"github.com/tenantry/tenantry/internal/tenantstore"
-	"github.com/tenantry/tenantry/webhook"
 )
 
 // Outcome is what happened to one record.
@@ -36,9 +36,13 @@ const (
 
 var outcomeOrder = []Outcome{Created, Updated, Unchanged, Skipped, Invalid, Failed}
 
-// Reasons a record is skipped or failed; invalid records carry the
-// receiver's webhook.Reason.
+// Reasons a record is skipped or failed; a record that breaks a payload
+// rule carries the rule's name (lifecycle.Reason), as the receiver answers
+// a callback that breaks it.
 const (
+	// ReasonRejectedByAPI: the API server's schema refused the record, as
+	// the receiver's 400 RejectedByAPIServer.
+	ReasonRejectedByAPI     = "RejectedByAPIServer"
 	ReasonConflictSecret    = "ExistsWithOtherSecret"
 	ReasonConflictFields    = "ExistsWithOtherFields"
 	ReasonUninstalled       = "Uninstalled"
@@ -315,18 +319,18 @@ func (im *Importer) process(ctx context.Context, store *tenantstore.Store, app *
 	if rec.ImplyAppKey && len(payload) > 1 && payload[0] == '{' {
 		payload = append([]byte(`{"key":`+strconv.Quote(app.Spec.Key)+`,`), payload[1:]...)
 	}
-	v, reason, err := webhook.CheckImported(app, payload)
+	p, err := lifecycle.CheckImported(app, payload)
 	if err != nil {
-		return problem(Invalid, string(reason), err.Error(), rec.ClientKey)
+		return problem(Invalid, lifecycle.Reason(err), err.Error(), rec.ClientKey)
 	}
-	in := v.Installation
+	in := tenantstore.InstallationOf(p)
 	if rec.ClientKey != "" && rec.ClientKey != in.ClientKey {
 		return problem(Invalid, ReasonClientKeyMismatch, "the record is filed under another clientKey than its payload names", rec.ClientKey)
 	}
 	state := rec.State
 	if state == "" {
 		state = connectv1.TenantInstalled
-		if v.EventType == "uninstalled" {
+		if p.EventType == string(connectv1.EventUninstalled) {
 			state = connectv1.TenantUninstalled
 		}
 	}
@@ -370,7 +374,7 @@ func (im *Importer) process(ctx context.Context, store *tenantstore.Store, app *
 func (im *Importer) writeFailure(problem func(Outcome, string, string, string) result, err error, clientKey string) result {
 	if apierrors.IsInvalid(err) {
 		// The API server's schema refused the record: no retry helps.
-		return problem(Invalid, string(webhook.ReasonRejectedByAPI), err.Error(), clientKey)
+		return problem(Invalid, ReasonRejectedByAPI, err.Error(), clientKey)
 	}
 	return problem(Failed, ReasonAPIError, err.Error(), clientKey)
 }

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/lifecycle"
 )
 
 // ErrNotFound: no tenant with this clientKey is stored for the app.
@@ -472,4 +473,25 @@ func firstNonEmpty(values ...string) string {
 		}
 	}
 	return ""
+}
+
+// InstallationOf is what a verified (or, for an import, checked) payload
+// says about its tenant, ready to store: the fields the ConnectTenant
+// schema would refuse are dropped (lifecycle.Payload's Stored getters).
+func InstallationOf(p *lifecycle.Payload) Installation {
+	return Installation{
+		ClientKey:                       p.ClientKey,
+		SharedSecret:                    []byte(p.SharedSecret),
+		BaseURL:                         p.BaseURL,
+		DisplayURL:                      p.StoredDisplayURL(),
+		DisplayURLServicedeskHelpCenter: p.StoredHelpCenterURL(),
+		ProductType:                     p.StoredProductType(),
+		Description:                     p.Description,
+		ServiceEntitlementNumber:        p.ServiceEntitlementNumber,
+		CloudID:                         p.StoredCloudID(),
+		InstallationID:                  p.InstallationID,
+		OAuthClientID:                   p.OAuthClientID,
+		ServerVersion:                   p.ServerVersion,
+		PluginsVersion:                  p.PluginsVersion,
+	}
 }

@@ -1,4 +1,4 @@
-package webhook
+package lifecycle
 
 import (
 	"testing"
@@ -19,7 +19,7 @@ func FuzzDecodePayload(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		p, err := decodePayload(body)
+		p, err := Decode(body)
 		if err != nil {
 			return
 		}

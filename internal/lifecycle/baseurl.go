@@ -1,4 +1,4 @@
-package webhook
+package lifecycle
 
 import (
 	"fmt"
@@ -8,12 +8,12 @@ import (
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 )
 
-// checkTenantBaseURL enforces the payload's baseUrl rules: an absolute
+// CheckBaseURL enforces the payload's baseUrl rules: an absolute
 // https URL with a host the app allows, no credentials, no port other than
 // 443, no query or fragment. The body is not signed (docs/protocol.md §1.4), so
 // this is the first defence against a baseUrl that points somewhere else;
 // the tenant controller's call-back is the second.
-func checkTenantBaseURL(raw string, allowed []connectv1.HostPattern) error {
+func CheckBaseURL(raw string, allowed []connectv1.HostPattern) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("baseUrl is not a URL: %v", err)
@@ -36,7 +36,7 @@ func checkTenantBaseURL(raw string, allowed []connectv1.HostPattern) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("baseUrl host %q is not allowed by this app's tenantPolicy.allowedHosts", truncate(host, 253))
+	return fmt.Errorf("baseUrl host %q is not allowed by this app's tenantPolicy.allowedHosts", Truncate(host, 253))
 }
 
 // hostMatches reports whether host matches pattern, where a `*` label

@@ -1,4 +1,10 @@
-package webhook
+// Package lifecycle holds the pure rules of Connect lifecycle payloads: the
+// strict decoder with its field limits, the tenant baseUrl rules, and the
+// rules an imported record must pass (CheckImported). The receiver and
+// `tenantry import` both use them, so an import admits nothing a callback
+// could not bring. No I/O, no Kubernetes client; Reason names each rule's
+// failure in the receiver's vocabulary.
+package lifecycle
 
 import (
 	"bytes"
@@ -11,13 +17,12 @@ import (
 	"unicode/utf8"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
-	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
-// payload is a lifecycle callback's body (docs/protocol.md §3). Unknown fields
+// Payload is a lifecycle callback's body (docs/protocol.md §3). Unknown fields
 // are accepted and ignored: Atlassian adds fields over time, and refusing
 // them would break every install the day it does.
-type payload struct {
+type Payload struct {
 	Key                             string `json:"key"`
 	ClientKey                       string `json:"clientKey"`
 	SharedSecret                    string `json:"sharedSecret"`
@@ -35,9 +40,6 @@ type payload struct {
 	CloudID                         string `json:"cloudId"`
 	AccountID                       string `json:"accountId"`
 	PublicKey                       string `json:"publicKey"` // deprecated; bounded, then ignored
-
-	// claim binds the verified install token to this body; set by admit.
-	claim *tenantstore.InstallClaim
 }
 
 // fieldLimits bounds every known string field, in bytes. Each limit equals
@@ -46,30 +48,30 @@ type payload struct {
 // the API server later; the rest bound what is only logged or ignored.
 var fieldLimits = []struct {
 	name     string
-	get      func(*payload) string
+	get      func(*Payload) string
 	min, max int
 	// printable fields are stored or shown, so refuse connectv1.UnprintableAt; the
 	// shared secret and the deprecated PEM key (newlines) are neither.
 	printable bool
 }{
-	{"key", func(p *payload) string { return p.Key }, 1, 64, true},
-	{"clientKey", func(p *payload) string { return p.ClientKey }, 1, 255, true},
+	{"key", func(p *Payload) string { return p.Key }, 1, 64, true},
+	{"clientKey", func(p *Payload) string { return p.ClientKey }, 1, 255, true},
 	// docs/protocol.md §3: "can be up to 128 characters"; twice that leaves room.
-	{"sharedSecret", func(p *payload) string { return p.SharedSecret }, 0, 256, false},
-	{"baseUrl", func(p *payload) string { return p.BaseURL }, 1, 512, true},
-	{"displayUrl", func(p *payload) string { return p.DisplayURL }, 0, 512, true},
-	{"displayUrlServicedeskHelpCenter", func(p *payload) string { return p.DisplayURLServicedeskHelpCenter }, 0, 512, true},
-	{"productType", func(p *payload) string { return p.ProductType }, 0, 32, true},
-	{"description", func(p *payload) string { return p.Description }, 0, 1024, true},
-	{"serviceEntitlementNumber", func(p *payload) string { return p.ServiceEntitlementNumber }, 0, 64, true},
-	{"eventType", func(p *payload) string { return p.EventType }, 1, 32, true},
-	{"serverVersion", func(p *payload) string { return p.ServerVersion }, 0, 64, true},
-	{"pluginsVersion", func(p *payload) string { return p.PluginsVersion }, 0, 64, true},
-	{"oauthClientId", func(p *payload) string { return p.OAuthClientID }, 0, 255, true},
-	{"installationId", func(p *payload) string { return p.InstallationID }, 0, 255, true},
-	{"cloudId", func(p *payload) string { return p.CloudID }, 0, 64, true},
-	{"accountId", func(p *payload) string { return p.AccountID }, 0, 128, true},
-	{"publicKey", func(p *payload) string { return p.PublicKey }, 0, 4096, false},
+	{"sharedSecret", func(p *Payload) string { return p.SharedSecret }, 0, 256, false},
+	{"baseUrl", func(p *Payload) string { return p.BaseURL }, 1, 512, true},
+	{"displayUrl", func(p *Payload) string { return p.DisplayURL }, 0, 512, true},
+	{"displayUrlServicedeskHelpCenter", func(p *Payload) string { return p.DisplayURLServicedeskHelpCenter }, 0, 512, true},
+	{"productType", func(p *Payload) string { return p.ProductType }, 0, 32, true},
+	{"description", func(p *Payload) string { return p.Description }, 0, 1024, true},
+	{"serviceEntitlementNumber", func(p *Payload) string { return p.ServiceEntitlementNumber }, 0, 64, true},
+	{"eventType", func(p *Payload) string { return p.EventType }, 1, 32, true},
+	{"serverVersion", func(p *Payload) string { return p.ServerVersion }, 0, 64, true},
+	{"pluginsVersion", func(p *Payload) string { return p.PluginsVersion }, 0, 64, true},
+	{"oauthClientId", func(p *Payload) string { return p.OAuthClientID }, 0, 255, true},
+	{"installationId", func(p *Payload) string { return p.InstallationID }, 0, 255, true},
+	{"cloudId", func(p *Payload) string { return p.CloudID }, 0, 64, true},
+	{"accountId", func(p *Payload) string { return p.AccountID }, 0, 128, true},
+	{"publicKey", func(p *Payload) string { return p.PublicKey }, 0, 4096, false},
 }
 
 // knownFieldsFolded maps each known field's lower-case name to its name.
@@ -81,33 +83,33 @@ var knownFieldsFolded = func() map[string]string {
 	return m
 }()
 
-// errInvalidField marks a well-formed body whose fields break the rules
+// ErrInvalidField marks a well-formed body whose fields break the rules
 // (type, length), as opposed to a body that is not valid JSON.
-var errInvalidField = errors.New("the payload is invalid")
+var ErrInvalidField = errors.New("the payload is invalid")
 
 // maxJSONDepth bounds nesting in the unknown fields we skip over; a
 // lifecycle payload is flat.
 const maxJSONDepth = 16
 
-// decodePayload parses body strictly: one JSON object, no trailing data,
+// Decode parses body strictly: one JSON object, no trailing data,
 // no duplicate keys at any depth (two parsers could read different values
 // from `{"clientKey":"a","clientKey":"b"}`), no key spelled like a known
 // field in another case (encoding/json would take it), known fields of the
 // right type, valid UTF-8, every known string within its limits.
-func decodePayload(body []byte) (*payload, error) {
+func Decode(body []byte) (*Payload, error) {
 	if !utf8.Valid(body) {
 		return nil, errors.New("the body is not valid UTF-8")
 	}
 	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, errors.New("the body must be a JSON object")
 	}
-	p := &payload{}
+	p := &Payload{}
 	// Unmarshal checks the syntax of the whole body (trailing data
 	// included) before it decodes, so checkKeys below scans valid JSON.
 	if err := json.Unmarshal(body, p); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			return nil, fmt.Errorf("%w: field %q must be a %s, not a JSON %s", errInvalidField, typeErr.Field, typeErr.Type, typeErr.Value)
+			return nil, fmt.Errorf("%w: field %q must be a %s, not a JSON %s", ErrInvalidField, typeErr.Field, typeErr.Type, typeErr.Value)
 		}
 		return nil, syntaxError(err)
 	}
@@ -118,13 +120,13 @@ func decodePayload(body []byte) (*payload, error) {
 		v := f.get(p)
 		if n := len(v); n < f.min || n > f.max {
 			if n == 0 {
-				return nil, fmt.Errorf("%w: field %q is required", errInvalidField, f.name)
+				return nil, fmt.Errorf("%w: field %q is required", ErrInvalidField, f.name)
 			}
-			return nil, fmt.Errorf("%w: field %q is %d bytes long; at most %d are allowed", errInvalidField, f.name, n, f.max)
+			return nil, fmt.Errorf("%w: field %q is %d bytes long; at most %d are allowed", ErrInvalidField, f.name, n, f.max)
 		}
 		if f.printable {
 			if i := connectv1.UnprintableAt(v); i >= 0 {
-				return nil, fmt.Errorf("%w: field %q holds the non-printable character %U at byte %d", errInvalidField, f.name, []rune(v[i:])[0], i)
+				return nil, fmt.Errorf("%w: field %q holds the non-printable character %U at byte %d", ErrInvalidField, f.name, []rune(v[i:])[0], i)
 			}
 		}
 	}
@@ -171,12 +173,12 @@ func checkKeys(data []byte) error {
 					top.keys = map[string]struct{}{}
 				}
 				if _, dup := top.keys[key]; dup {
-					return fmt.Errorf("the key %q appears twice in one JSON object", truncate(key, 64))
+					return fmt.Errorf("the key %q appears twice in one JSON object", Truncate(key, 64))
 				}
 				top.keys[key] = struct{}{}
 				if len(stack) == 1 {
 					if known, ok := knownFieldsFolded[strings.ToLower(key)]; ok && known != key {
-						return fmt.Errorf("field %q must be spelled %q: field names are case-sensitive", truncate(key, 64), known)
+						return fmt.Errorf("field %q must be spelled %q: field names are case-sensitive", Truncate(key, 64), known)
 					}
 				}
 			}
@@ -215,7 +217,8 @@ func syntaxError(err error) error {
 	return fmt.Errorf("the body is not valid JSON: %v", err)
 }
 
-func truncate(s string, n int) string {
+// Truncate shortens s to n bytes for a message, marking the cut.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
@@ -227,28 +230,24 @@ var (
 	cloudIDPattern     = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
 )
 
-// installation is what the payload says about the tenant, ready to store.
 // Informational fields that the ConnectTenant schema would refuse (an http
 // displayUrl, an odd productType) are dropped rather than failing a genuine
-// install over a field nothing depends on.
-func (p *payload) installation() tenantstore.Installation {
-	return tenantstore.Installation{
-		ClientKey:                       p.ClientKey,
-		SharedSecret:                    []byte(p.SharedSecret),
-		BaseURL:                         p.BaseURL,
-		DisplayURL:                      httpsURLOrEmpty(p.DisplayURL),
-		DisplayURLServicedeskHelpCenter: httpsURLOrEmpty(p.DisplayURLServicedeskHelpCenter),
-		ProductType:                     matchOrEmpty(productTypePattern, p.ProductType),
-		Description:                     p.Description,
-		ServiceEntitlementNumber:        p.ServiceEntitlementNumber,
-		CloudID:                         matchOrEmpty(cloudIDPattern, p.CloudID),
-		InstallationID:                  p.InstallationID,
-		OAuthClientID:                   p.OAuthClientID,
-		ServerVersion:                   p.ServerVersion,
-		PluginsVersion:                  p.PluginsVersion,
-		Claim:                           p.claim,
-	}
+// install over a field nothing depends on: these are the values to store.
+
+// StoredDisplayURL is displayUrl when it is an https URL, else "".
+func (p *Payload) StoredDisplayURL() string { return httpsURLOrEmpty(p.DisplayURL) }
+
+// StoredHelpCenterURL is displayUrlServicedeskHelpCenter when it is an
+// https URL, else "".
+func (p *Payload) StoredHelpCenterURL() string {
+	return httpsURLOrEmpty(p.DisplayURLServicedeskHelpCenter)
 }
+
+// StoredProductType is productType when the schema accepts it, else "".
+func (p *Payload) StoredProductType() string { return matchOrEmpty(productTypePattern, p.ProductType) }
+
+// StoredCloudID is cloudId when the schema accepts it, else "".
+func (p *Payload) StoredCloudID() string { return matchOrEmpty(cloudIDPattern, p.CloudID) }
 
 func httpsURLOrEmpty(raw string) string {
 	u, err := url.Parse(raw)

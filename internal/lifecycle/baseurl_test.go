@@ -1,4 +1,4 @@
-package webhook
+package lifecycle
 
 import (
 	"strings"
@@ -32,7 +32,7 @@ func TestCheckTenantBaseURL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := checkTenantBaseURL(tt.url, allowed)
+			err := CheckBaseURL(tt.url, allowed)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Errorf("refused: %v", err)

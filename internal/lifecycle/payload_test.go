@@ -1,4 +1,4 @@
-package webhook
+package lifecycle
 
 import (
 	"errors"
@@ -15,7 +15,7 @@ func TestDecodePayload(t *testing.T) {
 	valid := `{"key":"com.example.app","clientKey":"ck","baseUrl":"https://acme.atlassian.net","eventType":"installed","sharedSecret":"s"}`
 	tests := []struct {
 		name, body string
-		wantErr    string // "" accepts; "invalid:" prefix means an errInvalidField
+		wantErr    string // "" accepts; "invalid:" prefix means an ErrInvalidField
 	}{
 		{"valid", valid, ""},
 		{"unknown fields, nested", `{"key":"k","clientKey":"c","baseUrl":"b","eventType":"e","x":{"y":[1,{"z":null}]}}`, ""},
@@ -37,7 +37,7 @@ func TestDecodePayload(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := decodePayload([]byte(tt.body))
+			p, err := Decode([]byte(tt.body))
 			switch {
 			case tt.wantErr == "":
 				if err != nil {
@@ -47,11 +47,11 @@ func TestDecodePayload(t *testing.T) {
 					t.Errorf("decoded nothing")
 				}
 			case strings.HasPrefix(tt.wantErr, "invalid: "):
-				if !errors.Is(err, errInvalidField) || !strings.Contains(err.Error(), strings.TrimPrefix(tt.wantErr, "invalid: ")) {
+				if !errors.Is(err, ErrInvalidField) || !strings.Contains(err.Error(), strings.TrimPrefix(tt.wantErr, "invalid: ")) {
 					t.Fatalf("err = %v, want an invalid-field error containing %q", err, tt.wantErr)
 				}
 			default:
-				if err == nil || errors.Is(err, errInvalidField) || !strings.Contains(err.Error(), tt.wantErr) {
+				if err == nil || errors.Is(err, ErrInvalidField) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want a syntax error containing %q", err, tt.wantErr)
 				}
 			}
@@ -64,7 +64,7 @@ func TestDecodePayload(t *testing.T) {
 // API server afterwards (which would fail a genuine install with a 400).
 func TestFieldLimitsMatchTheCRD(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
-	raw, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "config", "crd", "bases", "connect.tenantry.dev_connecttenants.yaml"))
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "config", "crd", "bases", "connect.tenantry.dev_connecttenants.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
