@@ -9,12 +9,14 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/golang-jwt/jwt/v5"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/forgejwt"
 	"github.com/tenantry/tenantry/internal/ipranges"
 )
 
@@ -70,6 +72,45 @@ func BenchmarkBareRS256Verify(b *testing.B) {
 	}
 	for b.Loop() {
 		if err := jwt.SigningMethodRS256.Verify(token[:i], sig, &key.PublicKey); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAdmitForgeDelivery is the whole admission of one genuine Forge
+// delivery (route, framing, source, the FIT by its audience, signature and
+// claims, its purpose, the body's agreement, the system token) without
+// storing it, with the JWKS cached. Compare it with forgejwt's
+// BenchmarkVerifyFIT (the FIT alone) and BenchmarkBareRS256Verify.
+func BenchmarkAdmitForgeDelivery(b *testing.B) {
+	jwks := atlassiantest.NewForgeJWKS()
+	server := httptest.NewServer(jwks)
+	defer server.Close()
+	appID := atlassiantest.NewForgeAppID()
+	app := connectv1.ConnectApp{Spec: connectv1.ConnectAppSpec{BaseURL: "https://forge.example.com/bench", Forge: &connectv1.ForgeApp{AppID: appID}}}
+	app.Name, app.Namespace = "bench", "default"
+	r := (&Receiver{
+		Apps:    NewAppIndex(app),
+		FITKeys: &forgejwt.KeySet{URL: server.URL, Client: server.Client()},
+		Sources: ipranges.ClientAddress{},
+		Log:     logr.Discard(),
+	}).Init()
+	installation, cloudID := atlassiantest.NewInstallationID(), atlassiantest.NewUUID()
+	fit := atlassiantest.NewFIT(appID, installation, cloudID)
+	fit.Lifetime = 4 * time.Minute // within forgejwt.MaxLifetime, longer than the run
+	token := jwks.Sign(fit)
+	body := []byte(`{"payload":{"id":"` + installation + `","app":{"id":"` + appID + `"}}}`)
+	systemToken := atlassiantest.NewForgeSystemToken(appID, cloudID, time.Now().Add(4*time.Hour))
+	routes := r.Apps.routes("/forge/installed")
+
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/forge/installed", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Forge-Oauth-System", systemToken)
+		d := &delivery{platform: connectv1.PlatformForge}
+		if err := r.admitForge(req, routes, d); err != nil {
 			b.Fatal(err)
 		}
 	}

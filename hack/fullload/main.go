@@ -299,7 +299,7 @@ func run(cfg config) error {
 		tenants := make([]atlassiantest.Tenant, l.n)
 		reqs := make([]prepared, l.n)
 		for i := range tenants {
-			t := atlassiantest.NewTenant(fmt.Sprintf("c%d-%d", c, i))
+			t := atlassiantest.NewConnectOnForgeTenant(fmt.Sprintf("c%d-%d", c, i))
 			tenants[i] = t
 			site.KnowOn(host(t.BaseURL), app.Spec.Key, []byte(t.SharedSecret))
 			cb := product.Callback(atlassiantest.EventInstalled, target, t)
@@ -504,11 +504,11 @@ func preload(ctx context.Context, cp *bench.ControlPlane, app *connectv1.Connect
 	store := &tenantstore.Store{Client: cp.Client, Scheme: cp.Scheme}
 	var failures atomic.Int64
 	elapsed := loadgen.Run(n, 32, func(i int) bool {
-		t := atlassiantest.NewTenant(fmt.Sprintf("pre-%d", i))
+		t := atlassiantest.NewConnectOnForgeTenant(fmt.Sprintf("pre-%d", i))
 		site.KnowOn(host(t.BaseURL), app.Spec.Key, []byte(t.SharedSecret))
 		if _, err := store.Install(ctx, app, tenantstore.Installation{
 			ClientKey: t.ClientKey, SharedSecret: []byte(t.SharedSecret), BaseURL: t.BaseURL,
-			ProductType: t.ProductType, Description: t.Description,
+			ProductType: t.ProductType, Description: t.Description, InstallationID: t.InstallationID, CloudID: t.CloudID,
 		}); err != nil {
 			failures.Add(1)
 		}

@@ -157,7 +157,7 @@ func installs(ctx context.Context, env *testenv.Env, hc *http.Client, url string
 	target atlassiantest.App, app *connectv1.ConnectApp, count, workers int, calls *counters) error {
 	tenants := make([]atlassiantest.Tenant, count)
 	for i := range tenants {
-		tenants[i] = atlassiantest.NewTenant(fmt.Sprintf("site-%d", i))
+		tenants[i] = atlassiantest.NewConnectOnForgeTenant(fmt.Sprintf("site-%d", i))
 	}
 	var retries atomic.Int64
 	writesBefore := calls.writes.Load()

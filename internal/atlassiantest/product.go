@@ -57,6 +57,18 @@ type Tenant struct {
 	// InstallationID, when set, is sent as a Connect-on-Forge app's
 	// payload carries it (ari:cloud:ecosystem::installation/<uuid>).
 	InstallationID string
+	// CloudID, when set, is sent as the payload's cloudId.
+	CloudID string
+}
+
+// NewConnectOnForgeTenant is NewTenant for an app registered on Forge, as
+// every Connect app is on its way out: its installed callbacks carry the
+// installation's installationId and the site's cloudId, which is the load
+// Atlassian really sends (load tools must use it).
+func NewConnectOnForgeTenant(site string) Tenant {
+	t := NewTenant(site)
+	t.InstallationID, t.CloudID = NewInstallationID(), NewUUID()
+	return t
 }
 
 // NewTenant makes a tenant on https://<site>.atlassian.net with a fresh
@@ -124,6 +136,9 @@ func (p *Product) Callback(event string, app App, t Tenant) *Callback {
 	}
 	if t.InstallationID != "" {
 		payload["installationId"] = t.InstallationID
+	}
+	if t.CloudID != "" {
+		payload["cloudId"] = t.CloudID
 	}
 	claims := jwt.MapClaims{
 		"iss": t.ClientKey,
