@@ -96,6 +96,7 @@ type egressOptions struct {
 	timeout               time.Duration
 	responseHeaderTimeout time.Duration
 	reviewTTL             time.Duration
+	forgeAPIHosts         stringList
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -131,6 +132,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.egress.timeout, "egress-timeout", egress.DefaultTimeout, "longest egress call, body streaming included")
 	fs.DurationVar(&o.egress.responseHeaderTimeout, "egress-response-header-timeout", egress.DefaultResponseHeaderTimeout, "longest wait for the product's answer once an egress call is sent")
 	fs.DurationVar(&o.egress.reviewTTL, "egress-token-review-ttl", egress.DefaultReviewTTL, "how long a caller's TokenReview answer is reused")
+	fs.Var(&o.egress.forgeAPIHosts, "egress-forge-api-host", "host a Forge tenant's apiBaseUrl may name for egress calls with its kept app system token; repeatable; none means "+strings.Join(egress.DefaultForgeAPIHosts(), ", ")+" (no other host ever receives the token)")
 	o.marketplace.bind(fs)
 	fs.StringVar(&o.devResolveTenantsTo, "dev-resolve-tenants-to", "", "DEV ONLY: send every verification call to this IP or IP:port (a local fake product standing in for every site); needs --allow-private-tenant-addresses for loopback")
 }
@@ -514,14 +516,15 @@ func setupEgress(mgr manager.Manager, opts options, checkerOpts tenantcheck.Opti
 	handler := &egress.Handler{
 		// The cache the /authz index's informers fill: ConnectApps,
 		// ConnectTenants and Tenantry's Secrets.
-		Reader:     mgr.GetCache(),
-		Reviewer:   &egress.Reviewer{Client: direct, Audience: opts.egress.audience, TTL: opts.egress.reviewTTL, Metrics: m},
-		Transport:  transport,
-		UserTokens: &egress.UserTokens{Server: opts.egress.authorizationServer, Client: egress.NewGrantClient(transport), Metrics: m},
-		Timeout:    opts.egress.timeout,
-		AllowHTTP:  opts.allowHTTPTenants,
-		Metrics:    m,
-		Log:        ctrl.Log.WithName("egress"),
+		Reader:        mgr.GetCache(),
+		Reviewer:      &egress.Reviewer{Client: direct, Audience: opts.egress.audience, TTL: opts.egress.reviewTTL, Metrics: m},
+		Transport:     transport,
+		UserTokens:    &egress.UserTokens{Server: opts.egress.authorizationServer, Client: egress.NewGrantClient(transport), Metrics: m},
+		Timeout:       opts.egress.timeout,
+		AllowHTTP:     opts.allowHTTPTenants,
+		ForgeAPIHosts: opts.egress.forgeAPIHosts,
+		Metrics:       m,
+		Log:           ctrl.Log.WithName("egress"),
 	}
 	server := egress.NewServer(opts.egress.addr, handler, func(ctx context.Context) error {
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
