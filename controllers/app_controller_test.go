@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/tenantstore"
 )
 
 func (w *world) reconcileApp(app *connectv1.ConnectApp) *connectv1.ConnectApp {
@@ -146,6 +148,100 @@ func TestAppDeletion(t *testing.T) {
 			err := env.Client.Get(ctx, types.NamespacedName{Namespace: w.app.Namespace, Name: name}, &connectv1.ConnectTenant{})
 			if gotTenant := err == nil; gotTenant != tt.wantTenants || w.secretExists(name) != tt.wantTenants {
 				t.Errorf("tenant kept=%v secret kept=%v, want %v", gotTenant, w.secretExists(name), tt.wantTenants)
+			}
+		})
+	}
+}
+
+// A Forge-only app (spec.forge, no spec.key) is served like any other:
+// Ready, platform Forge, its Forge endpoints' URLs for the manifest, and
+// its Forge-only tenants Verified by their FITs and counted.
+func TestForgeOnlyAppStatus(t *testing.T) {
+	appID := atlassiantest.NewForgeAppID()
+	w := newWorld(t, func(s *connectv1.ConnectAppSpec) {
+		s.Key, s.BaseURL, s.Forge = "", "https://forge.example.com/remote", &connectv1.ForgeApp{AppID: appID}
+	})
+	w.countTenants()
+	cloudID := atlassiantest.NewUUID()
+	res, err := w.store.ForgeInstall(context.Background(), w.app, tenantstore.ForgeInstallation{
+		InstallationID: atlassiantest.NewInstallationID(), CloudID: cloudID,
+		APIBaseURL: atlassiantest.ForgeAPIBaseURL("jira", cloudID), EnvironmentType: "PRODUCTION",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := w.reconcile(res.Tenant.Name); got.GetPhase() != connectv1.PhaseVerified {
+		t.Fatalf("the Forge-only tenant is %s, want Verified", got.GetPhase())
+	}
+	var app *connectv1.ConnectApp
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		app = w.reconcileApp(w.app)
+		if app.Status.Tenants.Verified == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	st := app.Status
+	if st.Platform != connectv1.PlatformForge {
+		t.Errorf("status.platform %q, want Forge", st.Platform)
+	}
+	wantURLs := connectv1.LifecycleURLs{Forge: &connectv1.ForgeLifecycleURLs{
+		Installed:    "https://forge.example.com/remote/forge/installed",
+		Upgraded:     "https://forge.example.com/remote/forge/upgraded",
+		PreUninstall: "https://forge.example.com/remote/forge/pre-uninstall",
+		TokenRefresh: "https://forge.example.com/remote/forge/token-refresh",
+	}}
+	if st.LifecycleURLs == nil || st.LifecycleURLs.Installed != "" || st.LifecycleURLs.Forge == nil || *st.LifecycleURLs.Forge != *wantURLs.Forge {
+		t.Errorf("lifecycle URLs %+v, want only the Forge ones %+v", st.LifecycleURLs, wantURLs.Forge)
+	}
+	if st.Tenants.Total != 1 || st.Tenants.Verified != 1 {
+		t.Errorf("tenant counts %+v, want 1 verified", st.Tenants)
+	}
+	ready := meta.FindStatusCondition(st.Conditions, connectv1.ConditionReady)
+	if ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != connectv1.ReasonServing.String() {
+		t.Errorf("Ready %+v, want True/Serving", ready)
+	}
+}
+
+// Two apps that declare one Forge app id, or a Forge path on another's
+// Connect path: the younger reads Conflict naming the older, which keeps
+// serving (appkey.Resolve, the table the receiver routes by).
+func TestForgeConflicts(t *testing.T) {
+	appID := atlassiantest.NewForgeAppID()
+	w := newWorld(t, func(s *connectv1.ConnectAppSpec) { s.Forge = &connectv1.ForgeApp{AppID: appID} })
+	first := w.reconcileApp(w.app)
+	time.Sleep(1100 * time.Millisecond) // creation timestamps have one-second resolution
+	for _, tt := range []struct {
+		name, want string
+		spec       connectv1.ConnectAppSpec
+	}{
+		{"same app id", "Forge app id", connectv1.ConnectAppSpec{BaseURL: "https://other.example.com", Forge: &connectv1.ForgeApp{AppID: appID}}},
+		{"a Forge path on the older app's Connect path", "already receives Connect deliveries", connectv1.ConnectAppSpec{
+			BaseURL: "https://other.example.com",
+			Forge: &connectv1.ForgeApp{AppID: atlassiantest.NewForgeAppID(), Lifecycle: connectv1.ForgeLifecyclePaths{
+				Installed: "/installed", Upgraded: "/x/upgraded", PreUninstall: "/x/pre-uninstall", TokenRefresh: "/x/token-refresh",
+			}},
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dup := &connectv1.ConnectApp{ObjectMeta: metav1.ObjectMeta{GenerateName: "copy-", Namespace: w.app.Namespace}, Spec: tt.spec}
+			if err := env.Client.Create(context.Background(), dup); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = env.Client.Delete(context.Background(), dup) }()
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				dup = w.reconcileApp(dup)
+				c := meta.FindStatusCondition(dup.Status.Conditions, connectv1.ConditionReady)
+				if c != nil && c.Reason == connectv1.ReasonConflict.String() || time.Now().After(deadline) {
+					break
+				}
+			}
+			c := meta.FindStatusCondition(dup.Status.Conditions, connectv1.ConditionReady)
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != connectv1.ReasonConflict.String() ||
+				!strings.Contains(c.Message, tt.want) || !strings.Contains(c.Message, first.Name) {
+				t.Errorf("Ready %+v, want False/Conflict saying %q and naming %s", c, tt.want, first.Name)
+			}
+			if c := meta.FindStatusCondition(w.reconcileApp(first).Status.Conditions, connectv1.ConditionReady); c.Status != metav1.ConditionTrue {
+				t.Errorf("the first app must keep serving: Ready %+v", c)
 			}
 		})
 	}
