@@ -33,10 +33,12 @@ const demoAuthServer = "https://oauth-2-authorization-server.jira.com"
 // acting as a user.
 const acmeOAuthClientID = "acme-oauth-client"
 
-// simulatedSite answers as acme's whole Atlassian site: the addons
-// endpoint for verification calls (Site), the REST API for the app's
-// calls (ProductAPI, checking every JWT and user token) and the OAuth
-// authorization server, by host and path.
+// simulatedSite answers as the whole simulated Atlassian, by host and
+// path: the sites' addons endpoint for verification calls (Site), their
+// REST API for the app's calls (ProductAPI, checking every JWT and user
+// token), the OAuth authorization server, and the API gateway
+// api.atlassian.com that the Forge credential goes to (ForgeAPI,
+// checking every app system token).
 func (d *demo) simulatedSite() http.Handler {
 	d.api = &atlassiantest.ProductAPI{Auth: &atlassiantest.AuthServer{Audience: demoAuthServer}, RedactTokens: true,
 		// Jira's "who am I" answer: the user for a user token, the app's
@@ -55,6 +57,8 @@ func (d *demo) simulatedSite() http.Handler {
 		}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case strings.HasPrefix(r.Host, atlassiantest.ForgeAPIHost):
+			d.gateway.ServeHTTP(w, r)
 		case strings.HasPrefix(r.Host, "oauth-2-authorization-server.jira.com"):
 			d.api.Auth.ServeHTTP(w, r)
 		case strings.HasPrefix(r.URL.Path, "/rest/atlassian-connect/1/addons/"):

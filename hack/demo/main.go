@@ -1,11 +1,15 @@
 // Command demo plays Tenantry's story on one machine, for `make demo`: a
 // local control plane with the CRDs, the sample ConnectApps, the real
-// tenantry binary, and a simulated Atlassian (install-key server and a
-// product site over TLS) from internal/atlassiantest. It shows a genuine
-// install verified end to end, a forged install refused, a re-install that
-// rotates the secret, a rogue tenant detected and quarantined, an
-// uninstall, the Forge chapter, and the Marketplace licence cross-check
-// against a simulated Marketplace; then it stops everything it started.
+// tenantry binary, and a simulated Atlassian (install-key server, Forge's
+// JWKS, product sites and the API gateway over TLS) from
+// internal/atlassiantest. Part one is a Forge app's whole life (forgeonly.go):
+// install, a Forge Remote request through /authz, egress calls with the
+// kept app system token, its expiry, the token-refresh trigger, the
+// uninstall. Part two is a Connect app's: a genuine install verified end to
+// end, a forged install refused, a re-install that rotates the secret, a
+// rogue tenant detected and quarantined, an uninstall, its move to Forge
+// (forge.go), and the Marketplace licence cross-check against a simulated
+// Marketplace; then it stops everything it started.
 package main
 
 import (
@@ -51,6 +55,12 @@ func say(format string, args ...any) {
 	fmt.Printf("\n%s==> %s%s\n", bold, fmt.Sprintf(format, args...), plain)
 }
 
+// step says the story's next numbered step.
+func (d *demo) step(format string, args ...any) {
+	d.steps++
+	say("%d. %s", d.steps, fmt.Sprintf(format, args...))
+}
+
 type demo struct {
 	// sensitive collects every shared secret and token the story sends,
 	// for --dump.
@@ -65,6 +75,13 @@ type demo struct {
 	// api and egress: the simulated REST API and the egress endpoint.
 	api    *atlassiantest.ProductAPI
 	egress string
+	// gateway is the simulated api.atlassian.com, where the Forge
+	// credential goes.
+	gateway *atlassiantest.ForgeAPI
+	// steps numbers the story's steps.
+	steps int
+	// log is tenantry's log file.
+	log string
 }
 
 func run(binary, workdir string, keep bool, logLevel, dump string) error {
@@ -86,20 +103,21 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 	d := &demo{env: env, appName: "issue-insights",
 		app: atlassiantest.App{Key: "com.example.issue-insights", BaseURL: "https://connect.example.com/issue-insights"}}
 
-	say("Applying the sample ConnectApps, with demo timings: verify 2s after install, judge rogue after 1m")
-	d.kubectl("apply", "-k", "config/samples")
+	say("Applying the sample ConnectApps (a Forge app, a Connect Jira app, a Connect Confluence app) to namespace default, with demo timings: verify 2s after install, judge rogue after 1m")
+	d.kubectl("apply", "-k", "config/samples", "-n", "default")
 	d.kubectl("patch", "capp", d.appName, "--type=merge", "-p",
 		`{"spec":{"tenantPolicy":{"verification":{"initialDelay":"2s","interval":"1m"},"rogue":{"gracePeriod":"1m","action":"Quarantine"}}}}`)
 
-	say("Starting a simulated Atlassian: an install-key server and a product site over TLS")
+	say("Starting a simulated Atlassian: an install-key server, product sites and the API gateway over TLS")
 	keys := atlassiantest.NewKeyServer()
 	keySrv := httptest.NewServer(keys)
 	defer keySrv.Close()
 	d.product = atlassiantest.NewProduct(keys)
 	d.site = &atlassiantest.Site{}
-	siteSrv, _, caPEM := atlassiantest.NewTLSServer(d.simulatedSite())
+	d.gateway = &atlassiantest.ForgeAPI{}
+	siteSrv, _, caPEM := atlassiantest.NewTLSServerFor(d.simulatedSite(), "*.atlassian.net", "*.jira.com", "localhost", atlassiantest.ForgeAPIHost)
 	defer siteSrv.Close()
-	fmt.Printf("install keys at %s (kid %s); every *.atlassian.net site served at %s\n", keySrv.URL, d.product.Kid, siteSrv.URL)
+	fmt.Printf("install keys at %s (kid %s); every *.atlassian.net site and %s served at %s\n", keySrv.URL, d.product.Kid, atlassiantest.ForgeAPIHost, siteSrv.URL)
 
 	forgeJWKS := atlassiantest.NewForgeJWKS()
 	forgeSrv := httptest.NewServer(forgeJWKS)
@@ -136,6 +154,7 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 		"--forge-jwks-url", forgeSrv.URL,
 		"--marketplace-url", mpURL, "--marketplace-ca-file", mpCA,
 	}
+	d.log = files.log
 	say("Starting tenantry (log: %s)", files.log)
 	fmt.Printf("$ %s %s\n", binary, strings.Join(args, " "))
 	logFile, err := os.Create(files.log)
@@ -156,6 +175,11 @@ func run(binary, workdir string, keep bool, logLevel, dump string) error {
 		return err
 	}
 
+	say("Part one: a Forge app, the normal case since Connect closed to new apps")
+	if err := d.forgeOnlyChapter(ctx, forgeJWKS, workdir); err != nil {
+		return err
+	}
+	say("Part two: a Connect app, the legacy case, then its move to Forge")
 	if err := d.story(ctx, workdir); err != nil {
 		return err
 	}
@@ -202,7 +226,7 @@ func (d *demo) story(ctx context.Context, workdir string) error {
 	d.sensitive = append(d.sensitive, acme.SharedSecret)
 	d.knowAcme(acme)
 
-	say("1. acme.atlassian.net installs the app: a genuine RS256-signed callback")
+	d.step("acme.atlassian.net installs the app: a genuine RS256-signed callback")
 	d.installWithOAuth(acme)
 	d.send(d.product.Callback(atlassiantest.EventEnabled, d.app, acme))
 	if err := d.waitFor(ctx, acme, "the tenant is verified by calling acme back", func(t *connectv1.ConnectTenant) bool {
@@ -212,7 +236,7 @@ func (d *demo) story(ctx context.Context, workdir string) error {
 	}
 	d.kubectl("get", "ctenant", "-o", "wide")
 
-	say("2. Someone forges an install: the payload is fine, the signature is not Atlassian's")
+	d.step("Someone forges an install: the payload is fine, the signature is not Atlassian's")
 	forged := atlassiantest.NewTenant("evil")
 	d.sensitive = append(d.sensitive, forged.SharedSecret)
 	cb := d.product.Callback(atlassiantest.EventInstalled, d.app, forged)
@@ -220,7 +244,7 @@ func (d *demo) story(ctx context.Context, workdir string) error {
 	d.sendRequest(req)
 	fmt.Println("   (nothing was stored: `kubectl get ctenant` still lists one tenant)")
 
-	say("3. acme re-installs the app with a new shared secret: a rotation")
+	d.step("acme re-installs the app with a new shared secret: a rotation")
 	rotated := acme.WithNewSecret()
 	d.sensitive = append(d.sensitive, rotated.SharedSecret)
 	d.knowAcme(rotated)
@@ -232,15 +256,15 @@ func (d *demo) story(ctx context.Context, workdir string) error {
 	}
 	d.kubectl("get", "ctenant", "-o", "wide")
 
-	say("4. acme's users open the app: the product's requests pass an ingress that asks tenantry's /authz")
+	d.step("acme's users open the app: the product's requests pass an ingress that asks tenantry's /authz")
 	d.productRequests(rotated, acme)
 
-	say("5. The app calls acme's product through tenantry's egress endpoint: no shared secret in the app")
+	d.step("The app calls acme's product through tenantry's egress endpoint: no shared secret in the app")
 	if err := d.egressCalls(ctx, rotated, workdir); err != nil {
 		return err
 	}
 
-	say("6. A tenant whose product never confirms its secret: rogue after the 1m grace period")
+	d.step("A tenant whose product never confirms its secret: rogue after the 1m grace period")
 	globex := atlassiantest.NewTenant("globex")
 	globex.BaseURL = "https://globex.atlassian.net"
 	d.sensitive = append(d.sensitive, globex.SharedSecret)
@@ -253,7 +277,7 @@ func (d *demo) story(ctx context.Context, workdir string) error {
 	}
 	d.kubectl("get", "ctenant", "-l", connectv1.LabelQuarantined+"=true")
 
-	say("7. acme uninstalls the app: kept as Uninstalled until the app's retention ends")
+	d.step("acme uninstalls the app: kept as Uninstalled until the app's retention ends")
 	d.send(d.product.Callback(atlassiantest.EventDisabled, d.app, rotated))
 	d.send(d.product.Callback(atlassiantest.EventUninstalled, d.app, rotated))
 	return d.waitFor(ctx, acme, "acme is Uninstalled", func(t *connectv1.ConnectTenant) bool {
@@ -351,10 +375,18 @@ func (d *demo) waitForKey(ctx context.Context, key types.NamespacedName, what st
 // poll calls ok every half second until it holds (printing what), for
 // up to 3 minutes.
 func poll(ctx context.Context, what string, ok func() bool) error {
+	if err := pollQuietly(ctx, what, ok); err != nil {
+		return err
+	}
+	fmt.Printf("   ✓ %s\n", what)
+	return nil
+}
+
+// pollQuietly is poll printing nothing.
+func pollQuietly(ctx context.Context, what string, ok func() bool) error {
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		if ok() {
-			fmt.Printf("   ✓ %s\n", what)
 			return nil
 		}
 		select {

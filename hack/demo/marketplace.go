@@ -43,7 +43,7 @@ func startMarketplace(workdir string) (*atlassiantest.Marketplace, string, strin
 // shows each licence state land on its tenant, then an outage that
 // changes nothing but the check's own health.
 func (d *demo) marketplaceChapter(ctx context.Context, mp *atlassiantest.Marketplace) error {
-	say("16. Rogue installs the Marketplace way: every tenant cross-checked against the app's licences")
+	d.step("Rogue installs the Marketplace way: every tenant cross-checked against the app's licences")
 	hooli := atlassiantest.NewTenant("hooli")
 	vandelay := atlassiantest.NewTenant("vandelay")
 	d.sensitive = append(d.sensitive, hooli.SharedSecret, vandelay.SharedSecret, demoMPToken)
@@ -84,7 +84,7 @@ func (d *demo) marketplaceChapter(ctx context.Context, mp *atlassiantest.Marketp
 	d.kubectl("get", "ctenant", "-o", "custom-columns=HOST:.status.host,PHASE:.status.phase,LICENSED:.status.conditions[?(@.type==\"Licensed\")].status,LICENCE:.status.conditions[?(@.type==\"Licensed\")].reason,TYPE:.status.license.licenseType,ENDS:.status.license.maintenanceEndDate,MATCHED:.status.license.matchedBy")
 	d.kubectl("get", "capp", d.appName, "-o", "jsonpath={.status.marketplace.tenants}{\"\\n\"}")
 
-	say("17. The Marketplace goes down: only the check's own health changes, no tenant's verdict")
+	d.step("The Marketplace goes down: only the check's own health changes, no tenant's verdict")
 	mp.FailNext(1000, http.StatusServiceUnavailable)
 	// A spec change runs a check at once (otherwise the next is 6h away).
 	d.kubectl("patch", "capp", d.appName, "--type=merge", "-p", `{"spec":{"marketplace":{"interval":"1h"}}}`)
