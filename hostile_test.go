@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +20,7 @@ import (
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/testbin"
 	"github.com/tenantry/tenantry/internal/testenv"
 	"github.com/tenantry/tenantry/webhook"
 )
@@ -35,16 +35,15 @@ import (
 // stored), a Warning InvalidSpec Event names the field, and a restarted
 // operator becomes ready again.
 func TestHostileConnectAppDoesNotStopTheOperator(t *testing.T) {
+	// Built (or found built) before the control plane starts: from a cold
+	// build cache this takes minutes.
+	binary := testbin.Tenantry(t)
 	env, err := testenv.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = env.Stop() }()
 	ctx := context.Background()
-	binary := filepath.Join(t.TempDir(), "tenantry")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	keys := atlassiantest.NewKeyServer()
 	ks := httptest.NewServer(keys)
 	defer ks.Close()

@@ -3,11 +3,11 @@ package main
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tenantry/tenantry/internal/testbin"
 	"github.com/tenantry/tenantry/internal/testenv"
 )
 
@@ -33,15 +33,14 @@ type replica struct {
 // it next tries), each up to 2.2 retry periods apart because client-go
 // jitters them; the bound allows 5.
 func TestLeaderFailover(t *testing.T) {
+	// Built (or found built) before the control plane starts: from a cold
+	// build cache this takes minutes.
+	binary := testbin.Tenantry(t)
 	env, err := testenv.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = env.Stop() }()
-	binary := filepath.Join(t.TempDir(), "tenantry")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 
 	start := func() *replica {
 		addrs := testenv.FreeAddrs(3)

@@ -23,6 +23,7 @@ import (
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/tenantstore"
+	"github.com/tenantry/tenantry/internal/testbin"
 	"github.com/tenantry/tenantry/internal/testenv"
 )
 
@@ -65,6 +66,9 @@ func TestREADMEInstallUpgradeUninstall(t *testing.T) {
 		}
 	}
 
+	// Built (or found built) before the control plane starts: from a cold
+	// build cache this takes minutes.
+	tenantry := testbin.Tenantry(t)
 	fresh, err := testenv.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -87,10 +91,8 @@ func TestREADMEInstallUpgradeUninstall(t *testing.T) {
 	// PATH: the pinned helm, the control plane's kubectl, and tenantry
 	// built from this tree.
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(bin, "tenantry"), ".")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build tenantry: %v\n%s", err, out)
+	if err := os.Symlink(tenantry, filepath.Join(bin, "tenantry")); err != nil {
+		t.Fatal(err)
 	}
 	assets, err := testenv.Assets(root)
 	if err != nil {

@@ -16,39 +16,15 @@ import (
 	"time"
 
 	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/testbin"
 	"github.com/tenantry/tenantry/internal/testenv"
 )
 
-var (
-	buildOnce     sync.Once
-	tenantryBin   string
-	buildFailure  error
-	buildFailText []byte
-)
-
-// tenantryBinary builds the real tenantry binary once per test run.
+// tenantryBinary is the real tenantry binary, built once for every test
+// package of the run (internal/testbin).
 func tenantryBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		root, err := testenv.RepoRoot()
-		if err != nil {
-			buildFailure = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "tenantry-reliability-")
-		if err != nil {
-			buildFailure = err
-			return
-		}
-		tenantryBin = filepath.Join(dir, "tenantry")
-		build := exec.Command("go", "build", "-o", tenantryBin, ".")
-		build.Dir = root
-		buildFailText, buildFailure = build.CombinedOutput()
-	})
-	if buildFailure != nil {
-		t.Fatalf("build tenantry: %v\n%s", buildFailure, buildFailText)
-	}
-	return tenantryBin
+	return testbin.Tenantry(t)
 }
 
 // operator is one running tenantry process.

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -38,9 +37,6 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	_ = env.Stop()
-	if tenantryBin != "" {
-		_ = os.RemoveAll(filepath.Dir(tenantryBin))
-	}
 	os.Exit(code)
 }
 
