@@ -62,18 +62,16 @@ func runDemo() ([]byte, error) {
 	}
 	tenantry, demo := filepath.Join(dir, "tenantry"), filepath.Join(dir, "demo")
 	var out bytes.Buffer
-	// Built as the main module's tests build them (internal/testbin; this
-	// module does not require the main one): CGO_ENABLED=0, -trimpath and
-	// -buildvcs=false, so after `make test` every package is in the build
-	// cache and only the link runs here.
-	build := func(out, pkg string) *exec.Cmd {
-		cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-o", out, pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		return cmd
-	}
+	// The operator is built as the main module's tests build it
+	// (internal/testbin; this module does not require the main one):
+	// CGO_ENABLED=0, -trimpath and -buildvcs=false, so after `make test`
+	// every package is in the build cache and only the link runs here.
+	// The demo keeps its paths: it finds the checkout from them.
+	operator := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-o", tenantry, ".")
+	operator.Env = append(os.Environ(), "CGO_ENABLED=0")
 	for _, cmd := range []*exec.Cmd{
-		build(tenantry, "."),
-		build(demo, "./hack/demo"),
+		operator,
+		exec.Command("go", "build", "-o", demo, "./hack/demo"),
 		exec.Command(demo, "--tenantry", tenantry, "--workdir", filepath.Join(dir, "work"), "--dump", filepath.Join(dir, "dump")),
 	} {
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, &out, &out

@@ -12,10 +12,12 @@
 // up to date: the go command's own check (the target's build ID against the
 // sources, flags and toolchain) decides, so there is no key to get wrong.
 //
-// The binary is built as the Dockerfile builds it (CGO_ENABLED=0,
+// The operator is built as the Dockerfile builds it (CGO_ENABLED=0,
 // -trimpath, -buildvcs=false): tests run what ships, and the Docker build
 // context check (TestDockerBuildContextBuilds) then finds every package in
-// the build cache.
+// the build cache. Other tools (the demo) get a plain go build: they find
+// the checkout from their source file paths (testenv.RepoRoot), which
+// -trimpath erases.
 package testbin
 
 import (
@@ -34,8 +36,8 @@ import (
 	"time"
 )
 
-// BuildFlags are the go build flags of every binary this package builds,
-// the Dockerfile's (with CGO_ENABLED=0 in the environment).
+// BuildFlags are the go build flags of the operator, the Dockerfile's
+// (with CGO_ENABLED=0 in the environment).
 var BuildFlags = []string{"-trimpath", "-buildvcs=false"}
 
 // keep is how long an unused binary stays in bin/test before a build
@@ -61,9 +63,10 @@ func Tenantry(t testing.TB) string {
 }
 
 // Build returns the path of the binary of the main package pkg (relative
-// to the repository root, like "./hack/demo"), built from this checkout as
-// Tenantry builds the operator. The path is the binary's own: it is never
-// overwritten, so a test may run it while another package rebuilds.
+// to the repository root, like "./hack/demo"; "." is the operator), built
+// from this checkout once for all test packages. The path is the binary's
+// own: it is never overwritten, so a test may run it while another package
+// rebuilds.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
 	path, err := BuildPath(pkg)
@@ -124,9 +127,13 @@ func build(pkg string) (string, error) {
 	staging := filepath.Join(dir, "build", name)
 	before, _ := os.Stat(staging)
 	start := time.Now()
-	cmd := exec.Command("go", append(append([]string{"build"}, BuildFlags...), "-o", staging, pkg)...)
+	args := []string{"build", "-o", staging, pkg}
+	cmd := exec.Command("go", args...)
+	if name == "tenantry" {
+		cmd = exec.Command("go", append(append([]string{"build"}, BuildFlags...), args[1:]...)...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	}
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("testbin: %s (in %s): %v\n%s", strings.Join(cmd.Args, " "), root, err, out)
 	}
