@@ -76,7 +76,11 @@ func TestForgeAttacksAgainstTheBinary(t *testing.T) {
 	addrs := testenv.FreeAddrs(3)
 	cmd := exec.Command(binary, "--kubeconfig", env.Kubeconfig,
 		"--receiver-bind-address", addrs[0], "--metrics-bind-address", addrs[1], "--health-probe-bind-address", addrs[2],
-		"--atlassian-ip-ranges", "", "--install-keys-url", ks.URL, "--forge-jwks-url", js.URL, "--zap-log-level", "error")
+		"--atlassian-ip-ranges", "", "--install-keys-url", ks.URL, "--forge-jwks-url", js.URL, "--zap-log-level", "error",
+		// It serves every namespace, so identities must be granted; the
+		// Forge app id is granted to both, so that the oldest-declaration
+		// rule, not the grant, decides between them.
+		"--app-key-grant", victim.Spec.Key+"=victim", "--app-key-grant", appID+"=victim", "--app-key-grant", appID+"=squatter")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

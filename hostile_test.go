@@ -76,7 +76,9 @@ func TestHostileConnectAppDoesNotStopTheOperator(t *testing.T) {
 		addrs := testenv.FreeAddrs(3)
 		cmd := exec.Command(binary, "--kubeconfig", env.Kubeconfig,
 			"--receiver-bind-address", addrs[0], "--metrics-bind-address", addrs[1], "--health-probe-bind-address", addrs[2],
-			"--atlassian-ip-ranges", "", "--install-keys-url", ks.URL, "--zap-log-level", "error")
+			"--atlassian-ip-ranges", "", "--install-keys-url", ks.URL, "--zap-log-level", "error",
+			// It serves every namespace, so each key is granted to its own.
+			"--app-key-grant", healthy.Spec.Key+"=healthy", "--app-key-grant", hostile.Spec.Key+"=hostile")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

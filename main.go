@@ -110,7 +110,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's lease lasts without renewal; a leader killed without stepping down is replaced after at most this plus the retry period")
 	fs.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it steps down")
 	fs.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire or renew the lease")
-	fs.Var(&o.appKeyGrants, "app-key-grant", "<pattern>=<namespace>: let that namespace's ConnectApps claim the app keys and Forge app ids matching the pattern (path.Match, e.g. com.acme.*=team-a or ari:cloud:ecosystem::app/8db33809-*=team-a); repeatable. With none, any namespace may claim any key or app id (oldest first); with one or more, only granted ones are served")
+	fs.Var(&o.appKeyGrants, "app-key-grant", "<pattern>=<namespace>: let that namespace's ConnectApps claim the app keys and Forge app ids matching the pattern (path.Match, e.g. com.acme.*=team-a or ari:cloud:ecosystem::app/8db33809-*=team-a); repeatable. An operator serving several namespaces (more than one --namespace, or none: all) serves only granted keys and app ids; one serving a single namespace serves any until the first grant is set")
 	fs.Var(&o.installKeysURLs, "install-keys-url", "install-key server to ask for every kid, in order; repeatable; replaces the choice by tenant host (production, staging, FedRAMP)")
 	fs.StringVar(&o.ipRanges, "atlassian-ip-ranges", ipranges.DefaultURL, "file path or URL of Atlassian's published IP ranges (JSON); empty disables loading, so apps in Enforce mode answer 503")
 	fs.DurationVar(&o.ipRangesRefresh, "atlassian-ip-ranges-refresh", time.Hour, "how often to reload --atlassian-ip-ranges")
@@ -291,7 +291,7 @@ func setupReceiver(ctx context.Context, mgr manager.Manager, opts options) (*htt
 	if err != nil {
 		return nil, err
 	}
-	apps := &webhook.AppIndex{Grants: grants}
+	apps := &webhook.AppIndex{Grants: grants, Shared: sharedCluster(opts)}
 	apps.Set(nil)
 	informer, err := mgr.GetCache().GetInformer(ctx, &connectv1.ConnectApp{})
 	if err != nil {
@@ -421,11 +421,12 @@ func setupControllers(ctx context.Context, mgr manager.Manager, opts options, ch
 		return err
 	}
 	apps := &controllers.AppReconciler{
-		Grants:  grants,
-		Client:  mgr.GetClient(),
-		Events:  mgr.GetEventRecorder("tenantry-app-controller"),
-		Clock:   clock.RealClock{},
-		Metrics: m,
+		Grants:        grants,
+		SharedCluster: sharedCluster(opts),
+		Client:        mgr.GetClient(),
+		Events:        mgr.GetEventRecorder("tenantry-app-controller"),
+		Clock:         clock.RealClock{},
+		Metrics:       m,
 	}
 	if err := apps.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up the ConnectApp controller: %w", err)
@@ -435,6 +436,15 @@ func setupControllers(ctx context.Context, mgr manager.Manager, opts options, ch
 
 // tenantCheckerOptions are the options of every call to a tenant's site
 // (verification calls and egress calls): one SSRF guard for both.
+// sharedCluster reports whether the operator serves more than one
+// namespace (several --namespace flags, or none: every namespace). Then
+// several teams may declare apps, and an app key or Forge app id is served
+// only once --app-key-grant grants it to a namespace (appkey.Policy): a
+// team that declares another's key first must not receive its installs.
+func sharedCluster(opts options) bool {
+	return len(opts.namespaces) != 1
+}
+
 // appKeyGrants parses --app-key-grant (appkey.Grants: none, any namespace
 // claims any key; some, only granted keys are served).
 func appKeyGrants(opts options) (appkey.Grants, error) {

@@ -152,6 +152,10 @@ func TestFullValuesRenderWhatTheySay(t *testing.T) {
 		{"proxy.http", hasEnv(envVar("HTTP_PROXY", get("proxy.http")))},
 		{"proxy.noProxy", hasEnv(envVar("NO_PROXY", get("proxy.noProxy")))},
 		{"receiver.ipRangesURL (a mounted file)", hasArg("--atlassian-ip-ranges=" + get("receiver.ipRangesURL").(string))},
+		{"appKeyGrants", !slices.ContainsFunc(get("appKeyGrants").([]any), func(g any) bool {
+			m := g.(map[string]any)
+			return !hasArg("--app-key-grant=" + m["pattern"].(string) + "=" + m["namespace"].(string))
+		}) && len(get("appKeyGrants").([]any)) > 0},
 		{"metrics.prometheusRule.labels", one(t, objs, "PrometheusRule").GetLabels()["release"] == "prometheus"},
 		{"metrics.grafanaDashboard", func() bool {
 			cm := one(t, objs, "ConfigMap")

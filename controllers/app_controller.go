@@ -45,9 +45,12 @@ type AppReconciler struct {
 	Events  events.EventRecorder
 	Clock   clock.PassiveClock
 	Metrics *Metrics
-	// Grants limit which namespaces may claim which app keys (the
-	// receiver's AppIndex uses the same ones).
-	Grants appkey.Grants
+	// Grants limit which namespaces may claim which app keys and Forge
+	// app ids, and SharedCluster says the operator serves several
+	// namespaces, so nothing is served before it is granted
+	// (appkey.Policy; the receiver's AppIndex uses the same ones).
+	Grants        appkey.Grants
+	SharedCluster bool
 
 	// counts are every app's tenant counts by phase, kept by the tenant
 	// informer's events (SetupWithManager): a reconcile reads its app's
@@ -146,7 +149,7 @@ func (r *AppReconciler) verdict(ctx context.Context, app *connectv1.ConnectApp) 
 	for i := range list.Items {
 		apps[i] = &list.Items[i]
 	}
-	return appkey.Resolve(apps, r.Grants).Verdict(app), nil
+	return appkey.Resolve(apps, appkey.Policy{Grants: r.Grants, Shared: r.SharedCluster}).Verdict(app), nil
 }
 
 // syncFinalizer holds the app for cascade deletion only when asked to.

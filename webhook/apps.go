@@ -20,8 +20,12 @@ import (
 type AppIndex struct {
 	snapshot atomic.Pointer[appkey.Table]
 	// Grants limit which namespaces may claim which app keys and Forge
-	// app ids (appkey.Grants; none: any). Set it before the first Set.
+	// app ids (appkey.Grants; none: any, unless Shared). Set it before the
+	// first Set.
 	Grants appkey.Grants
+	// Shared: the operator serves several namespaces, so an identity is
+	// served only once granted (appkey.Policy).
+	Shared bool
 }
 
 // NewAppIndex returns an index serving apps.
@@ -37,7 +41,7 @@ func (x *AppIndex) Set(apps []connectv1.ConnectApp) {
 	for i := range apps {
 		copies[i] = apps[i].DeepCopy()
 	}
-	x.snapshot.Store(appkey.Resolve(copies, x.Grants))
+	x.snapshot.Store(appkey.Resolve(copies, appkey.Policy{Grants: x.Grants, Shared: x.Shared}))
 }
 
 // Watch keeps the index in step with the ConnectApps in reader (a cache)
@@ -69,7 +73,7 @@ func (x *AppIndex) table() *appkey.Table {
 	if t := x.snapshot.Load(); t != nil {
 		return t
 	}
-	return appkey.Resolve(nil, nil)
+	return appkey.Resolve(nil, appkey.Policy{})
 }
 
 // routes returns the lifecycle routes served at path, all of one platform.

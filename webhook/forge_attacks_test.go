@@ -77,7 +77,7 @@ func TestForgeAppCannotTakeConnectLifecyclePaths(t *testing.T) {
 			t.Fatalf("stored in %s", stored.Namespace)
 		}
 	}
-	verdict := appkey.Resolve([]*connectv1.ConnectApp{h.app, attacker}, nil).Verdict(attacker)
+	verdict := appkey.Resolve([]*connectv1.ConnectApp{h.app, attacker}, appkey.Policy{}).Verdict(attacker)
 	if verdict.Served || verdict.Reason != connectv1.ReasonConflict {
 		t.Errorf("the app that lists another's lifecycle paths reads %+v, want not served, Conflict", verdict)
 	}

@@ -22,7 +22,8 @@ import (
 // installs and their shared secrets. With the cluster administrator's
 // grant (--app-key-grant=<key>=<owner's namespace>) the install is stored
 // in the owner's namespace and the hijacker's holds nothing; a key no grant
-// names is not served at all.
+// names is not served at all; and an operator that serves several
+// namespaces serves no key before it is granted.
 func TestCrossNamespaceAppKeyHijack(t *testing.T) {
 	ctx := context.Background()
 	hijackerNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "hijacker-"}}
@@ -73,6 +74,28 @@ func TestCrossNamespaceAppKeyHijack(t *testing.T) {
 		if s.Namespace == hijackerNS.Name && string(s.Data[connectv1.SecretKeySharedSecret]) == victim.SharedSecret {
 			t.Errorf("the victim's shared secret reached the hijacker's namespace in Secret %s", s.Name)
 		}
+	}
+
+	// An operator that serves several namespaces serves nothing before it
+	// is granted (issue 30, finding 3: secure by default on shared
+	// clusters): the hijack of the default above cannot happen there.
+	shared := &webhook.AppIndex{Shared: true}
+	shared.Set(apps)
+	h.receiver.Apps = shared
+	if status, reason := h.deliver(h.callback(atlassiantest.EventInstalled, atlassiantest.NewTenant("shared-default"))); status != http.StatusNotFound || reason != "UnknownApp" {
+		t.Errorf("install on a shared operator without grants: %d %s, want 404 UnknownApp", status, reason)
+	}
+	if n := tenantsIn(t, hijackerNS.Name); n != 1 {
+		t.Errorf("the hijacker's namespace holds %d tenants on a shared operator without grants, want still 1", n)
+	}
+	shared = &webhook.AppIndex{Shared: true, Grants: appkey.Grants{{KeyPattern: key, Namespace: h.app.Namespace}}}
+	shared.Set(apps)
+	h.receiver.Apps = shared
+	if status, reason := h.deliver(h.callback(atlassiantest.EventInstalled, atlassiantest.NewTenant("shared-granted"))); status != http.StatusNoContent {
+		t.Errorf("granted install on a shared operator: %d %s, want 204", status, reason)
+	}
+	if n := tenantsIn(t, h.app.Namespace); n != 2 {
+		t.Errorf("the owner's namespace holds %d tenants, want 2", n)
 	}
 
 	// A grant for another namespace only: the key is served by nobody.

@@ -20,9 +20,10 @@ type Grant struct {
 	Namespace  string
 }
 
-// Grants are the operator's grants. No grants at all keeps the
-// single-team default: any namespace may claim any key and the oldest
-// declaration wins. Once one grant is set, a key is served only from a
+// Grants are the operator's grants. On an operator that serves one
+// namespace, no grants at all keeps the single-team default: any key, the
+// oldest declaration wins. Once one grant is set, or whenever the operator
+// serves several namespaces (Policy.Shared), a key is served only from a
 // namespace a grant names for it.
 type Grants []Grant
 
@@ -41,14 +42,30 @@ func ParseGrant(s string) (Grant, error) {
 // Allows reports whether the app's namespace may claim every identity the
 // app declares: its app key and its Forge app id.
 func (g Grants) Allows(app *connectv1.ConnectApp) bool {
-	return g.Refused(app) == ""
+	return Policy{Grants: g}.Refused(app) == ""
+}
+
+// Policy is who may claim which identity: the operator's grants, and
+// whether it serves more than one namespace.
+type Policy struct {
+	Grants Grants
+	// Shared: the operator serves more than one namespace (several
+	// --namespace flags, or none: every namespace), so several teams may
+	// declare apps. Then an identity is served only once a grant names
+	// its namespace, even with no grants at all: secure by default on
+	// shared clusters. A single-namespace operator serves any identity
+	// until the first grant is set.
+	Shared bool
 }
 
 // Refused is the first identity of the app its namespace may not claim,
 // "" when it may claim them all.
-func (g Grants) Refused(app *connectv1.ConnectApp) string {
+func (p Policy) Refused(app *connectv1.ConnectApp) string {
 	for _, id := range Identities(app) {
-		if !g.allowsIdentity(app.Namespace, id.Value) {
+		if len(p.Grants) == 0 && !p.Shared {
+			continue
+		}
+		if !p.Grants.allowsIdentity(app.Namespace, id.Value) {
 			return id.Value
 		}
 	}
@@ -56,9 +73,6 @@ func (g Grants) Refused(app *connectv1.ConnectApp) string {
 }
 
 func (g Grants) allowsIdentity(namespace, value string) bool {
-	if len(g) == 0 {
-		return true
-	}
 	for _, grant := range g {
 		if grant.Namespace != namespace {
 			continue

@@ -70,8 +70,9 @@ type Table struct {
 // Resolve decides, among apps, which app serves each identity and each
 // lifecycle path, under one rule for both platforms:
 //
-//  1. An app whose namespace the grants do not allow one of its
-//     identities is not served (KeyNotGranted).
+//  1. An app whose namespace the policy does not allow one of its
+//     identities is not served (KeyNotGranted): on an operator serving
+//     several namespaces, an identity must be granted first.
 //  2. Each identity belongs to the oldest app declaring it (Owner); an app
 //     that does not own all its identities is not served (Conflict).
 //  3. Each path belongs to the platform of the oldest served app declaring
@@ -82,7 +83,7 @@ type Table struct {
 // The oldest wins so that applying a duplicate by mistake, or on purpose
 // from another namespace, never takes an app, a path or a tenant's
 // callbacks away from the app that had them.
-func Resolve(apps []*connectv1.ConnectApp, grants Grants) *Table {
+func Resolve(apps []*connectv1.ConnectApp, policy Policy) *Table {
 	t := &Table{
 		Routes:   map[string][]Route{},
 		Owners:   map[Identity]*connectv1.ConnectApp{},
@@ -99,10 +100,8 @@ func Resolve(apps []*connectv1.ConnectApp, grants Grants) *Table {
 
 	declared := map[Identity][]*connectv1.ConnectApp{}
 	for _, a := range live {
-		if refused := grants.Refused(a); refused != "" {
-			t.refuse(a, connectv1.ReasonKeyNotGranted, fmt.Sprintf(
-				"namespace %q is not granted %q (operator flag --app-key-grant); a cluster administrator grants app keys and Forge app ids to namespaces",
-				a.Namespace, refused))
+		if refused := policy.Refused(a); refused != "" {
+			t.refuse(a, connectv1.ReasonKeyNotGranted, notGranted(policy, a.Namespace, refused))
 			continue
 		}
 		for _, id := range Identities(a) {
@@ -153,6 +152,15 @@ func Resolve(apps []*connectv1.ConnectApp, grants Grants) *Table {
 		}
 	}
 	return t
+}
+
+func notGranted(policy Policy, namespace, id string) string {
+	if len(policy.Grants) == 0 {
+		return fmt.Sprintf("Tenantry serves several namespaces, so an app key or Forge app id is served only once a cluster administrator grants it to a namespace: "+
+			"operator flag --app-key-grant=%s=%s (chart: appKeyGrants)", id, namespace)
+	}
+	return fmt.Sprintf("namespace %q is not granted %q: a cluster administrator grants app keys and Forge app ids to namespaces with the operator flag --app-key-grant=<pattern>=<namespace> (chart: appKeyGrants)",
+		namespace, id)
 }
 
 // Verdict is whether app is served; an app Resolve was not given reads

@@ -44,7 +44,7 @@ func TestResolve(t *testing.T) {
 	tests := []struct {
 		name   string
 		apps   []*connectv1.ConnectApp
-		grants Grants
+		policy Policy
 		// want maps each app (namespace/name) to its verdict's reason.
 		want map[string]connectv1.Reason
 	}{
@@ -52,44 +52,50 @@ func TestResolve(t *testing.T) {
 			declared("a", "connect", 0, connectKey("com.a")),
 			declared("b", "forge", 1, forgeApp(idA)),
 			declared("c", "both", 2, connectKey("com.c"), forgeApp(idB)),
-		}, nil, map[string]connectv1.Reason{"a/connect": "Serving", "b/forge": "Serving", "c/both": "Serving"}},
+		}, Policy{}, map[string]connectv1.Reason{"a/connect": "Serving", "b/forge": "Serving", "c/both": "Serving"}},
 		{"a younger duplicate of an app key", []*connectv1.ConnectApp{
 			declared("b", "copy", 1, connectKey("com.a")), declared("a", "first", 0, connectKey("com.a")),
-		}, nil, map[string]connectv1.Reason{"a/first": "Serving", "b/copy": "Conflict"}},
+		}, Policy{}, map[string]connectv1.Reason{"a/first": "Serving", "b/copy": "Conflict"}},
 		{"a younger duplicate of a Forge app id", []*connectv1.ConnectApp{
 			declared("b", "copy", 1, forgeApp(idA)), declared("a", "first", 0, forgeApp(idA)),
-		}, nil, map[string]connectv1.Reason{"a/first": "Serving", "b/copy": "Conflict"}},
+		}, Policy{}, map[string]connectv1.Reason{"a/first": "Serving", "b/copy": "Conflict"}},
 		{"a Connect on Forge app whose app id another holds loses both identities", []*connectv1.ConnectApp{
 			declared("a", "first", 0, forgeApp(idA)), declared("b", "both", 1, connectKey("com.b"), forgeApp(idA)),
-		}, nil, map[string]connectv1.Reason{"a/first": "Serving", "b/both": "Conflict"}},
+		}, Policy{}, map[string]connectv1.Reason{"a/first": "Serving", "b/both": "Conflict"}},
 		{"a younger Forge app listing a Connect app's paths (issue 28, finding 3)", []*connectv1.ConnectApp{
 			declared("a", "victim", 0, connectKey("com.a")),
 			declared("b", "lookalike", 1, forgeApp(idB, "/installed", "/uninstalled", "/enabled", "/disabled")),
-		}, nil, map[string]connectv1.Reason{"a/victim": "Serving", "b/lookalike": "Conflict"}},
+		}, Policy{}, map[string]connectv1.Reason{"a/victim": "Serving", "b/lookalike": "Conflict"}},
 		{"an older app's platform keeps a path", []*connectv1.ConnectApp{
 			declared("a", "forge", 0, forgeApp(idA, "/installed", "/f/upgraded", "/f/pre-uninstall", "/f/token")),
 			declared("b", "connect", 1, connectKey("com.b")),
-		}, nil, map[string]connectv1.Reason{"a/forge": "Serving", "b/connect": "Conflict"}},
+		}, Policy{}, map[string]connectv1.Reason{"a/forge": "Serving", "b/connect": "Conflict"}},
 		{"two Connect apps share the default paths", []*connectv1.ConnectApp{
 			declared("a", "one", 0, connectKey("com.one")), declared("b", "two", 1, connectKey("com.two")),
-		}, nil, map[string]connectv1.Reason{"a/one": "Serving", "b/two": "Serving"}},
+		}, Policy{}, map[string]connectv1.Reason{"a/one": "Serving", "b/two": "Serving"}},
 		{"two Forge apps share one remote's paths", []*connectv1.ConnectApp{
 			declared("a", "one", 0, forgeApp(idA), baseURL("https://remote.example.com")),
 			declared("b", "two", 1, forgeApp(idB), baseURL("https://remote.example.com")),
-		}, nil, map[string]connectv1.Reason{"a/one": "Serving", "b/two": "Serving"}},
+		}, Policy{}, map[string]connectv1.Reason{"a/one": "Serving", "b/two": "Serving"}},
 		{"one app with a Connect and a Forge event on one path", []*connectv1.ConnectApp{
 			declared("a", "confused", 0, connectKey("com.a"), forgeApp(idA, "/installed", "/f/upgraded", "/f/pre-uninstall", "/f/token")),
-		}, nil, map[string]connectv1.Reason{"a/confused": "Conflict"}},
+		}, Policy{}, map[string]connectv1.Reason{"a/confused": "Conflict"}},
 		{"grants cover app ids", []*connectv1.ConnectApp{
 			declared("b", "hijacker", 0, forgeApp(idA)), declared("a", "owner", 1, forgeApp(idA)),
-		}, Grants{{idA, "a"}}, map[string]connectv1.Reason{"a/owner": "Serving", "b/hijacker": "KeyNotGranted"}},
+		}, Policy{Grants: Grants{{idA, "a"}}}, map[string]connectv1.Reason{"a/owner": "Serving", "b/hijacker": "KeyNotGranted"}},
 		{"a grant of the key alone does not cover the app id", []*connectv1.ConnectApp{
 			declared("a", "both", 0, connectKey("com.a"), forgeApp(idA)),
-		}, Grants{{"com.*", "a"}}, map[string]connectv1.Reason{"a/both": "KeyNotGranted"}},
+		}, Policy{Grants: Grants{{"com.*", "a"}}}, map[string]connectv1.Reason{"a/both": "KeyNotGranted"}},
+		{"shared: nothing is served before it is granted (issue 30, finding 3)", []*connectv1.ConnectApp{
+			declared("b", "hijacker", 0, connectKey("com.a")), declared("a", "owner", 1, connectKey("com.a")), declared("c", "forge", 2, forgeApp(idB)),
+		}, Policy{Shared: true}, map[string]connectv1.Reason{"a/owner": "KeyNotGranted", "b/hijacker": "KeyNotGranted", "c/forge": "KeyNotGranted"}},
+		{"shared: the granted namespace is served, whatever the age", []*connectv1.ConnectApp{
+			declared("b", "hijacker", 0, connectKey("com.a")), declared("a", "owner", 1, connectKey("com.a")),
+		}, Policy{Shared: true, Grants: Grants{{"com.a", "a"}}}, map[string]connectv1.Reason{"a/owner": "Serving", "b/hijacker": "KeyNotGranted"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			table := Resolve(tt.apps, tt.grants)
+			table := Resolve(tt.apps, tt.policy)
 			for _, a := range tt.apps {
 				got := table.Verdict(a)
 				if want := tt.want[a.Namespace+"/"+a.Name]; got.Reason != want || got.Served != (want == connectv1.ReasonServing) {
@@ -122,7 +128,7 @@ func TestResolve(t *testing.T) {
 // product calls it, and without, as an ingress that strips it forwards it.
 func TestResolveRoutesBothPathForms(t *testing.T) {
 	a := declared("a", "app", 0, connectKey("com.a"), forgeApp(idA))
-	table := Resolve([]*connectv1.ConnectApp{a}, nil)
+	table := Resolve([]*connectv1.ConnectApp{a}, Policy{})
 	for _, path := range []string{"/app/installed", "/installed", "/app/forge/installed", "/forge/token-refresh", "/app/forge/token-refresh"} {
 		if len(table.Routes[path]) != 1 {
 			t.Errorf("%s: %d routes, want 1", path, len(table.Routes[path]))
