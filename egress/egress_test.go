@@ -91,6 +91,11 @@ func TestAsApp(t *testing.T) {
 					"X-Hop":        {"must not pass"},
 					"Keep-Alive":   {"timeout=5"},
 					"X-Request-Id": {"r-1"},
+					// The endpoint's own prefix never reaches the product,
+					// whatever the caller puts there (issue 30, finding 4).
+					"X-Tenantry-Debug":       {"1"},
+					"X-Tenantry-Impersonate": {"admin"},
+					egress.CredentialHeader:  {"connect"},
 				}
 				resp, data := call(t, tc.method, target, f.token, tc.body, header)
 				if resp.StatusCode != tc.status {
@@ -108,6 +113,11 @@ func TestAsApp(t *testing.T) {
 				for _, name := range []string{"X-Hop", "Keep-Alive", "X-Forwarded-For", "X-Forwarded-Host", egress.AccountIDHeader} {
 					if h.Get(name) != "" {
 						t.Errorf("product received %s: %q", name, h.Get(name))
+					}
+				}
+				for name := range h {
+					if strings.HasPrefix(http.CanonicalHeaderKey(name), "X-Tenantry-") {
+						t.Errorf("product received the caller's %s: %q", name, h.Get(name))
 					}
 				}
 				if h.Get("X-Request-Id") != "r-1" {

@@ -133,8 +133,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pr.Out.URL = target
 			pr.Out.Host = ""
 			pr.Out.RequestURI = ""
-			for _, name := range []string{"Authorization", AccountIDHeader, ScopesHeader, CredentialHeader, "Cookie", "Proxy-Authorization", "Forwarded"} {
+			for _, name := range []string{"Authorization", "Cookie", "Proxy-Authorization", "Forwarded"} {
 				pr.Out.Header.Del(name)
+			}
+			// The whole X-Tenantry- prefix is the endpoint's (its
+			// instructions, AccountIDHeader, ScopesHeader, CredentialHeader,
+			// and any a later version adds): none reaches the product,
+			// whatever the caller put there (issue 30, finding 4).
+			for name := range pr.Out.Header {
+				if strings.HasPrefix(http.CanonicalHeaderKey(name), tenantryHeaderPrefix) {
+					delete(pr.Out.Header, name)
+				}
 			}
 			// Rewrite already dropped X-Forwarded-*: the product learns
 			// nothing of the cluster's addresses.

@@ -12,6 +12,10 @@ import (
 // product gave carry none.
 const ReasonHeader = "X-Tenantry-Egress-Reason"
 
+// tenantryHeaderPrefix is the prefix of every header the endpoint reads or
+// writes; the caller's are never forwarded to the product.
+const tenantryHeaderPrefix = "X-Tenantry-"
+
 // Request headers that choose how a call is made. They are never
 // forwarded.
 const (
