@@ -15,20 +15,20 @@ import (
 	"github.com/tenantry/tenantry/pkg/connect"
 )
 
-// Headers a Forge-mode decision sets for the app, every one of them on
-// every allowed request (empty when unknown), so that a proxy copying them
-// overwrites whatever a client sent. The Connect headers X-Connect-App,
-// X-Connect-Tenant and X-Connect-Client-Key are set too.
+// Headers a Forge-mode decision sets for the app, beside X-Connect-App,
+// X-Connect-Tenant, X-Connect-Client-Key and X-Connect-Token-Type (forge).
+// Like every admitting answer, it sets every header of connect.AppHeaders,
+// the Connect mode's included, empty when unknown (Handler.admit).
 const (
-	HeaderForgeInstallationID = "X-Forge-Installation-Id"
-	HeaderForgeCloudID        = "X-Forge-Cloud-Id"
-	HeaderForgeSiteURL        = "X-Forge-Site-Url"
-	HeaderForgeAPIBaseURL     = "X-Forge-Api-Base-Url"
-	HeaderForgeEnvironment    = "X-Forge-Environment"
-	HeaderForgePrincipal      = "X-Forge-Principal"
-	HeaderForgeLicenseActive  = "X-Forge-License-Active"
-	HeaderForgeAppVersion     = "X-Forge-App-Version"
-	HeaderForgeModuleKey      = "X-Forge-Module-Key"
+	HeaderForgeInstallationID = connect.HeaderForgeInstallationID
+	HeaderForgeCloudID        = connect.HeaderForgeCloudID
+	HeaderForgeSiteURL        = connect.HeaderForgeSiteURL
+	HeaderForgeAPIBaseURL     = connect.HeaderForgeAPIBaseURL
+	HeaderForgeEnvironment    = connect.HeaderForgeEnvironment
+	HeaderForgePrincipal      = connect.HeaderForgePrincipal
+	HeaderForgeLicenseActive  = connect.HeaderForgeLicenseActive
+	HeaderForgeAppVersion     = connect.HeaderForgeAppVersion
+	HeaderForgeModuleKey      = connect.HeaderForgeModuleKey
 )
 
 // Forge-mode reasons, beside forgejwt's token reasons.
@@ -80,30 +80,29 @@ func (h *Handler) serveForge(w http.ResponseWriter, r *http.Request) bool {
 		h.refuse(w, label, forgeReason(err), err, start, "forge")
 		return true
 	}
-	hdr := w.Header()
-	hdr.Set(connect.HeaderApp, label)
-	hdr.Set(HeaderForgeInstallationID, claims.InstallationID())
-	hdr.Set(HeaderForgeCloudID, claims.CloudID())
-	hdr.Set(HeaderForgeSiteURL, claims.SiteURL())
-	hdr.Set(HeaderForgeAPIBaseURL, claims.App.APIBaseURL)
-	hdr.Set(HeaderForgeEnvironment, claims.App.Environment.Type)
-	hdr.Set(HeaderForgePrincipal, claims.Principal)
-	hdr.Set(HeaderForgeAppVersion, claims.AppVersion())
-	hdr.Set(HeaderForgeModuleKey, claims.App.Module.Key)
 	licence := ""
 	if claims.App.License != nil {
 		licence = strconv.FormatBool(claims.App.License.IsActive)
 	}
-	hdr.Set(HeaderForgeLicenseActive, licence)
 	tenantName, clientKey := "", ""
 	if tenant != nil {
 		tenantName, clientKey = tenant.Name, tenant.Spec.ClientKey
 	}
-	hdr.Set(connect.HeaderTenantObject, tenantName)
-	hdr.Set(connect.HeaderClientKey, clientKey)
-	hdr.Set(connect.HeaderTokenType, "forge")
-	w.WriteHeader(http.StatusOK)
-	h.Metrics.observe(label, http.StatusOK, "", time.Since(start))
+	h.admit(w, label, map[string]string{
+		connect.HeaderApp:                 label,
+		connect.HeaderForgeInstallationID: claims.InstallationID(),
+		connect.HeaderForgeCloudID:        claims.CloudID(),
+		connect.HeaderForgeSiteURL:        claims.SiteURL(),
+		connect.HeaderForgeAPIBaseURL:     claims.App.APIBaseURL,
+		connect.HeaderForgeEnvironment:    claims.App.Environment.Type,
+		connect.HeaderForgePrincipal:      claims.Principal,
+		connect.HeaderForgeAppVersion:     claims.AppVersion(),
+		connect.HeaderForgeModuleKey:      claims.App.Module.Key,
+		connect.HeaderForgeLicenseActive:  licence,
+		connect.HeaderTenantObject:        tenantName,
+		connect.HeaderClientKey:           clientKey,
+		connect.HeaderTokenType:           connect.TokenTypeForge,
+	}, start)
 	return true
 }
 

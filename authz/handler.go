@@ -13,9 +13,10 @@
 // Every decision reads the ConnectApp, the ConnectTenant and its shared
 // secret from an Index fed by the operator's informers (Secrets filtered
 // to Tenantry's own): no API call, and a rotation is followed as soon as
-// its watch event arrives. A decision answers 200 with X-Connect-* headers for the app, or
-// 401 with X-Connect-Auth-Reason and nothing else (503 if the cache cannot
-// answer). Until a signature verifies, the reason told is
+// its watch event arrives. A decision answers 200 with every header of
+// connect.AppHeaders for the app (both modes' X-Connect-* and X-Forge-*,
+// empty when unknown), or 401 with X-Connect-Auth-Reason and nothing else
+// (503 if the cache cannot answer). Until a signature verifies, the reason told is
 // connect.PublicReason's: one Unauthenticated for an unknown tenant, a
 // missing Secret or a wrong signature.
 package authz
@@ -76,21 +77,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, appLabel, connect.ReasonOf(err), err, start, "connect")
 		return
 	}
-	// Every header is set, empty when unknown, so that a proxy copying
-	// them into the upstream request overwrites any a client sent.
-	hdr := w.Header()
-	hdr.Set(connect.HeaderClientKey, id.Tenant.ClientKey)
-	hdr.Set(connect.HeaderBaseURL, id.Tenant.BaseURL)
-	hdr.Set(connect.HeaderAccountID, id.AccountID)
-	hdr.Set(connect.HeaderApp, appLabel)
-	hdr.Set(connect.HeaderAppKey, id.Tenant.AppKey)
-	hdr.Set(connect.HeaderTenantObject, id.Tenant.Name)
-	hdr.Set(connect.HeaderProductType, id.Tenant.ProductType)
 	tokenType := connect.TokenTypeServer
 	if id.ContextToken {
 		tokenType = connect.TokenTypeContext
 	}
-	hdr.Set(connect.HeaderTokenType, tokenType)
+	h.admit(w, appLabel, map[string]string{
+		connect.HeaderClientKey:    id.Tenant.ClientKey,
+		connect.HeaderBaseURL:      id.Tenant.BaseURL,
+		connect.HeaderAccountID:    id.AccountID,
+		connect.HeaderApp:          appLabel,
+		connect.HeaderAppKey:       id.Tenant.AppKey,
+		connect.HeaderTenantObject: id.Tenant.Name,
+		connect.HeaderProductType:  id.Tenant.ProductType,
+		connect.HeaderTokenType:    tokenType,
+	}, start)
+}
+
+// appHeaders is connect.AppHeaders: every header an admitting answer sets.
+var appHeaders = connect.AppHeaders()
+
+// admit answers an allowed check, in either mode: 200 with every header of
+// connect.AppHeaders, each set to its value in values or to the empty
+// string, so that a proxy copying the set into the upstream request
+// overwrites or removes whatever a client sent, the other mode's headers
+// included (issue 30, finding 5).
+func (h *Handler) admit(w http.ResponseWriter, appLabel string, values map[string]string, start time.Time) {
+	hdr := w.Header()
+	for _, name := range appHeaders {
+		hdr[name] = []string{values[name]}
+	}
 	w.WriteHeader(http.StatusOK)
 	h.Metrics.observe(appLabel, http.StatusOK, "", time.Since(start))
 }
