@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
+
+	"github.com/tenantry/tenantry/internal/installkeys/budget"
 )
 
 // Error classes; the receiver maps each to an answer.
@@ -28,9 +30,10 @@ var (
 	// that is not a usable key; the token may well be genuine (answer 503,
 	// so Atlassian retries).
 	ErrUnavailable = errors.New("install key unavailable")
-	// ErrFetchBudget: the global budget for fetching kids not seen before
-	// is spent (answer 503, so Atlassian retries; a genuine kid gets
-	// through when the budget refills). It wraps ErrUnavailable.
+	// ErrFetchBudget: the caller's share of the budget for fetching kids
+	// not seen before, or its pool, is spent (answer 503, so Atlassian
+	// retries; a genuine kid gets through when the share refills, and
+	// other sources' lookups meanwhile). It wraps ErrUnavailable.
 	ErrFetchBudget = fmt.Errorf("%w: the budget for fetching new kids is spent", ErrUnavailable)
 )
 
@@ -51,15 +54,36 @@ const (
 	// callback's answer.
 	DefaultRequestTimeout = 3 * time.Second
 	// DefaultFetchRate and DefaultFetchBurst bound lookups of kids not in
-	// either cache, across all sources: the per-source limit alone lets
-	// every address in Atlassian's ranges (shared by all its customers)
-	// spend key-server requests with random kids. Atlassian rotates its
-	// install keys rarely and every install after a rotation uses the same
-	// few kids, so a burst of 10 and one new kid a second cost a genuine
-	// rotation nothing, while a flood costs at most 10 + 1/s lookups
-	// (times the servers tried), whatever its size.
+	// either cache by callers inside Atlassian's ranges, all sources
+	// together: the per-source limit alone lets every address in those
+	// ranges (shared by all Atlassian's customers) spend key-server
+	// requests with random kids. Atlassian rotates its install keys rarely
+	// and every install after a rotation uses the same few kids, so a
+	// burst of 10 and one new kid a second cost a genuine rotation
+	// nothing, while a flood costs at most 10 + 1/s lookups (times the
+	// servers tried), whatever its size.
 	DefaultFetchRate  = rate.Limit(1)
 	DefaultFetchBurst = 10
+	// DefaultSourceFetchEvery and DefaultSourceFetchBurst are one source's
+	// share of that pool (issue 30): a genuine source needs one lookup per
+	// rotation, so 3 at once and then one per 30 s never hold it back,
+	// while a source flooding random kids spends 1/30 of the pool's rate
+	// and the pool stays full for the others. It takes 30 sources inside
+	// Atlassian's ranges flooding at once to starve the pool.
+	DefaultSourceFetchEvery = 30 * time.Second
+	DefaultSourceFetchBurst = 3
+	// DefaultOutsideFetchEvery, DefaultOutsideFetchBurst and
+	// DefaultOutsideSourceFetchEvery/Burst are the pool of callers not
+	// known to be inside Atlassian's ranges: callbacks to apps whose
+	// sourceAddressCheck is Audit or Off from elsewhere, and callers that
+	// do not say who they are. Anyone on the internet can reach it, so it
+	// is separate (it can never spend the inside pool), smaller, and its
+	// shares are smaller still; a genuine Audit or Off app's callbacks come
+	// from inside the ranges and use the inside pool.
+	DefaultOutsideFetchEvery       = 5 * time.Second
+	DefaultOutsideFetchBurst       = 5
+	DefaultOutsideSourceFetchEvery = time.Minute
+	DefaultOutsideSourceFetchBurst = 2
 	// maxKeyBytes caps a key-server response: an RSA-4096 PEM is about
 	// 800 bytes.
 	maxKeyBytes = 16 << 10
@@ -83,10 +107,10 @@ type Options struct {
 	NegativeTTL time.Duration
 	// MaxCached and MaxNegative bound the caches; 0 means the defaults.
 	MaxCached, MaxNegative int
-	// FetchRate and FetchBurst are the global budget for looking up kids
-	// in neither cache; 0 means DefaultFetchRate and DefaultFetchBurst.
-	FetchRate  rate.Limit
-	FetchBurst int
+	// Budget shares out lookups of kids in neither cache between callers
+	// (package budget: the caller comes with the context,
+	// budget.WithCaller); nil means DefaultBudget().
+	Budget *budget.Budget
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -97,7 +121,18 @@ type Stats struct {
 	NegativeHits int64 // answered from the negative cache
 	Fetches      int64 // requests sent to key servers
 	FetchErrors  int64 // requests that did not yield a key (404 included)
-	OverBudget   int64 // new kids refused because the fetch budget was spent
+	OverBudget   int64 // new kids refused because the fetch budget was spent (OverShare included)
+	OverShare    int64 // of which, because the caller's source had spent its share
+}
+
+// DefaultBudget is the fetch budget of a Source with no Options.Budget.
+func DefaultBudget() *budget.Budget {
+	return budget.New(budget.Limits{
+		Inside: budget.Pool{Rate: DefaultFetchRate, Burst: DefaultFetchBurst,
+			SourceRate: rate.Every(DefaultSourceFetchEvery), SourceBurst: DefaultSourceFetchBurst},
+		Outside: budget.Pool{Rate: rate.Every(DefaultOutsideFetchEvery), Burst: DefaultOutsideFetchBurst,
+			SourceRate: rate.Every(DefaultOutsideSourceFetchEvery), SourceBurst: DefaultOutsideSourceFetchBurst},
+	})
 }
 
 // Source returns install keys by kid. It is safe for concurrent use.
@@ -109,9 +144,9 @@ type Source struct {
 	mu       sync.RWMutex
 	keys     map[string]*rsa.PublicKey
 	negative map[string]time.Time // cache key → expiry
-	budget   *rate.Limiter        // lookups of kids in neither cache
+	budget   *budget.Budget       // lookups of kids in neither cache
 
-	hits, negativeHits, fetches, fetchErrors, overBudget atomic.Int64
+	hits, negativeHits, fetches, fetchErrors, overBudget, overShare atomic.Int64
 }
 
 // New returns a Source.
@@ -131,11 +166,8 @@ func New(opts Options) *Source {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.FetchRate <= 0 {
-		opts.FetchRate = DefaultFetchRate
-	}
-	if opts.FetchBurst <= 0 {
-		opts.FetchBurst = DefaultFetchBurst
+	if opts.Budget == nil {
+		opts.Budget = DefaultBudget()
 	}
 	if opts.Rules == nil {
 		opts.Rules = DefaultRules
@@ -146,7 +178,7 @@ func New(opts Options) *Source {
 	}
 	return &Source{
 		opts: opts, client: client, keys: map[string]*rsa.PublicKey{}, negative: map[string]time.Time{},
-		budget: rate.NewLimiter(opts.FetchRate, opts.FetchBurst),
+		budget: opts.Budget,
 	}
 }
 
@@ -178,12 +210,14 @@ func defaultClient(timeout time.Duration) *http.Client {
 func (s *Source) Stats() Stats {
 	return Stats{
 		Hits: s.hits.Load(), NegativeHits: s.negativeHits.Load(), Fetches: s.fetches.Load(),
-		FetchErrors: s.fetchErrors.Load(), OverBudget: s.overBudget.Load(),
+		FetchErrors: s.fetchErrors.Load(), OverBudget: s.overBudget.Load(), OverShare: s.overShare.Load(),
 	}
 }
 
 // Key returns the public key for kid, choosing the key servers by the host
-// of tenantBaseURL (the payload's baseUrl) unless Options.URLs is set.
+// of tenantBaseURL (the payload's baseUrl) unless Options.URLs is set. A
+// kid in neither cache is charged to the caller ctx carries
+// (budget.WithCaller): its pool and its source's share.
 func (s *Source) Key(ctx context.Context, kid, tenantBaseURL string) (*rsa.PublicKey, error) {
 	if err := ValidateKid(kid); err != nil {
 		return nil, err
@@ -208,10 +242,17 @@ func (s *Source) Key(ctx context.Context, kid, tenantBaseURL string) (*rsa.Publi
 		if key, hit, err := s.cached(cacheKey, kid); hit {
 			return key, err
 		}
-		// Only a kid neither cache knows costs budget; one lookup covers
-		// every caller waiting on it. Refusing is not remembered, so the
-		// kid is looked up as soon as Atlassian retries with budget left.
-		if !s.budget.AllowN(s.opts.Now(), 1) {
+		// Only a kid neither cache knows costs budget, charged to the
+		// caller that leads this lookup; one lookup covers every caller
+		// waiting on it (a refusal is immediate, so few can be waiting).
+		// Refusing is not remembered, so the kid is looked up as soon as
+		// Atlassian retries with budget left.
+		switch s.budget.Allow(ctx, s.opts.Now()) {
+		case budget.ShareSpent:
+			s.overBudget.Add(1)
+			s.overShare.Add(1)
+			return nil, fmt.Errorf("%w (this source's share; other sources' lookups go on)", ErrFetchBudget)
+		case budget.PoolSpent:
 			s.overBudget.Add(1)
 			return nil, ErrFetchBudget
 		}

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tenantry/tenantry/internal/installkeys/budget"
 )
 
 var (
@@ -353,7 +355,9 @@ func TestRandomKidFloodSpendsBoundedKeyServerRequests(t *testing.T) {
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	src := New(Options{
 		URLs: []string{primary.URL, fallback.URL}, HTTPClient: primary.Client(),
-		FetchRate: 2, FetchBurst: 5, Now: clock,
+		// Callers that do not say who they are share the outside pool,
+		// first come first served.
+		Budget: budget.New(budget.Limits{Outside: budget.Pool{Rate: 2, Burst: 5}}), Now: clock,
 	})
 	ctx := context.Background()
 
