@@ -95,6 +95,32 @@ func wantNoAppHeaders(t *testing.T, hdr http.Header) {
 	}
 }
 
+// connectAnswer is what /authz answers, in connect.AppHeaders, for a
+// Connect JWT of atlassiantest's tenant v of app (productToken's, with
+// account as its sub); the Forge headers are empty.
+func connectAnswer(app *connectv1.ConnectApp, v atlassiantest.Tenant, account, tokenType string) map[string]string {
+	return map[string]string{
+		connect.HeaderClientKey: v.ClientKey, connect.HeaderBaseURL: v.BaseURL, connect.HeaderAccountID: account,
+		connect.HeaderApp: app.Namespace + "/" + app.Name, connect.HeaderAppKey: app.Spec.Key,
+		connect.HeaderTenantObject: tenantstore.TenantName(app.Name, v.ClientKey),
+		connect.HeaderProductType:  "jira", connect.HeaderTokenType: tokenType,
+	}
+}
+
+// forgeAnswer is what /authz answers, in connect.AppHeaders, for a FIT of
+// forgeFixture.fit's making; the Connect headers it does not know are
+// empty.
+func forgeAnswer(label string, fit atlassiantest.FIT, tenantName, clientKey, licence string) map[string]string {
+	return map[string]string{
+		connect.HeaderApp: label, connect.HeaderTenantObject: tenantName, connect.HeaderClientKey: clientKey,
+		connect.HeaderTokenType:         connect.TokenTypeForge,
+		authz.HeaderForgeInstallationID: fit.InstallationID, authz.HeaderForgeCloudID: fit.CloudID,
+		authz.HeaderForgeSiteURL: fit.SiteURL, authz.HeaderForgeAPIBaseURL: "https://api.atlassian.com/ex/jira/" + fit.CloudID,
+		authz.HeaderForgeEnvironment: "PRODUCTION", authz.HeaderForgePrincipal: fit.Principal,
+		authz.HeaderForgeLicenseActive: licence, authz.HeaderForgeAppVersion: "2.0.0", authz.HeaderForgeModuleKey: fit.ModuleKey,
+	}
+}
+
 // TestEveryAnswerSetsEveryAppHeader (issue 30, finding 5): every admitting
 // answer of both modes, through every protocol, sets every header of
 // connect.AppHeaders (the other mode's empty), so a proxy copying the set
@@ -110,12 +136,7 @@ func TestEveryAnswerSetsEveryAppHeader(t *testing.T) {
 		return "JWT " + productToken(v.SharedSecret, v.ClientKey, "GET", panel, nil, mutate)
 	}
 	connectWant := func(account, tokenType string) map[string]string {
-		return map[string]string{
-			connect.HeaderClientKey: v.ClientKey, connect.HeaderBaseURL: v.BaseURL, connect.HeaderAccountID: account,
-			connect.HeaderApp: f.app.Namespace + "/" + f.app.Name, connect.HeaderAppKey: f.app.Spec.Key,
-			connect.HeaderTenantObject: tenantstore.TenantName(f.app.Name, v.ClientKey),
-			connect.HeaderProductType:  "jira", connect.HeaderTokenType: tokenType,
-		}
+		return connectAnswer(f.app, v, account, tokenType)
 	}
 	for _, tt := range []struct {
 		name string
@@ -158,14 +179,7 @@ func TestEveryAnswerSetsEveryAppHeader(t *testing.T) {
 	tenant := ff.forgeInstall(inst, cloud)
 	label := ff.app.Namespace + "/" + ff.app.Name
 	forgeWant := func(fit atlassiantest.FIT, tenantName, clientKey, licence string) map[string]string {
-		return map[string]string{
-			connect.HeaderApp: label, connect.HeaderTenantObject: tenantName, connect.HeaderClientKey: clientKey,
-			connect.HeaderTokenType:         connect.TokenTypeForge,
-			authz.HeaderForgeInstallationID: fit.InstallationID, authz.HeaderForgeCloudID: fit.CloudID,
-			authz.HeaderForgeSiteURL: fit.SiteURL, authz.HeaderForgeAPIBaseURL: "https://api.atlassian.com/ex/jira/" + fit.CloudID,
-			authz.HeaderForgeEnvironment: "PRODUCTION", authz.HeaderForgePrincipal: fit.Principal,
-			authz.HeaderForgeLicenseActive: licence, authz.HeaderForgeAppVersion: "2.0.0", authz.HeaderForgeModuleKey: fit.ModuleKey,
-		}
+		return forgeAnswer(label, fit, tenantName, clientKey, licence)
 	}
 	licensed := ff.fit(inst, cloud)
 	licensed.License = &atlassiantest.FITLicense{IsActive: true}

@@ -19,6 +19,8 @@ import (
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/authz"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/forgejwt"
+	"github.com/tenantry/tenantry/pkg/connect"
 )
 
 // upstreamApp stands for the app behind the proxy: it records what reached
@@ -202,12 +204,50 @@ func smuggleCases(token, forged string, nginxFamily, traefikFamily string) []pro
 	}
 }
 
-// replayThroughProxy sends the cases through a real proxy in front of app,
-// then a genuine request with spoofed identity headers, and checks that
-// refusals never reach the app and that the genuine request reaches it
-// with the X-Connect-* headers /authz decided.
-func replayThroughProxy(t *testing.T, proxy string, app *upstreamApp, f *fixture, v atlassiantest.Tenant, nginxFamily, traefikFamily string) {
+// realProxy is a proxy the documented configurations (docs/ingress) are
+// for, run for real on loopback.
+type realProxy struct {
+	name  string
+	start func(t *testing.T, authzAddr, appAddr string, app *connectv1.ConnectApp) string
+	// nginxFamily and traefikFamily are the reasons a client's own
+	// original-request headers of each family meet through this proxy: it
+	// overwrites its own family, so the token meets the real request
+	// (QSHMismatch), and /authz refuses the other as foreign.
+	nginxFamily, traefikFamily string
+}
+
+// realProxies are the proxies of docs/ingress: Debian's nginx
+// (auth_request, the nginx route), Caddy's forward_auth and Traefik's
+// forwardAuth (both the traefik route).
+var realProxies = []realProxy{
+	{"nginx", startNginx, "QSHMismatch", "ForeignProxyHeaders"},
+	{"caddy", startCaddy, "ForeignProxyHeaders", "QSHMismatch"},
+	{"traefik", startTraefik, "ForeignProxyHeaders", "QSHMismatch"},
+}
+
+func realProxyNamed(t *testing.T, name string) realProxy {
 	t.Helper()
+	for _, p := range realProxies {
+		if p.name == name {
+			return p
+		}
+	}
+	t.Fatalf("no real proxy %q", name)
+	return realProxy{}
+}
+
+// replayThroughProxy puts p in front of a fixture app with one verified
+// tenant, sends the smuggling cases through it, then a genuine request
+// with spoofed identity headers, and checks that refusals never reach the
+// app and that the genuine request reaches it with the X-Connect-*
+// headers /authz decided.
+func replayThroughProxy(t *testing.T, p realProxy) {
+	t.Helper()
+	f := newFixture(t, nil)
+	v := atlassiantest.NewTenant("through-a-proxy")
+	waitCached(t, f.install(v, connectv1.PhaseVerified))
+	proxy, app := behindProxy(t, p, &authz.Handler{Index: index, Log: logr.Discard()}, f.app)
+	nginxFamily, traefikFamily := p.nginxFamily, p.traefikFamily
 	panel := "/issue-insights/panel"
 	token := "JWT " + productToken(v.SharedSecret, v.ClientKey, "GET", panel, nil, nil)
 	forged := "JWT " + productToken(v.WithNewSecret().SharedSecret, v.ClientKey, "GET", panel, nil, nil)
@@ -255,19 +295,16 @@ func replayThroughProxy(t *testing.T, proxy string, app *upstreamApp, f *fixture
 	})
 }
 
-// behindProxy is a fixture app with one verified tenant, a real /authz
-// server and a recording app, for start to put a proxy in front of.
-func behindProxy(t *testing.T, start func(t *testing.T, authzAddr, appAddr string, app *connectv1.ConnectApp) string) (string, *upstreamApp, *fixture, atlassiantest.Tenant) {
-	f := newFixture(t, nil)
-	v := atlassiantest.NewTenant("through-a-proxy")
-	waitCached(t, f.install(v, connectv1.PhaseVerified))
-	authzSrv := httptest.NewServer(&authz.Handler{Index: index, Log: logr.Discard()})
+// behindProxy serves h as /authz and a recording app on loopback, and
+// puts p in front of them for app.
+func behindProxy(t *testing.T, p realProxy, h *authz.Handler, app *connectv1.ConnectApp) (string, *upstreamApp) {
+	t.Helper()
+	authzSrv := httptest.NewServer(h)
 	t.Cleanup(authzSrv.Close)
-	app := &upstreamApp{}
-	appSrv := httptest.NewServer(app)
+	up := &upstreamApp{}
+	appSrv := httptest.NewServer(up)
 	t.Cleanup(appSrv.Close)
-	proxy := start(t, strings.TrimPrefix(authzSrv.URL, "http://"), strings.TrimPrefix(appSrv.URL, "http://"), f.app)
-	return proxy, app, f, v
+	return p.start(t, strings.TrimPrefix(authzSrv.URL, "http://"), strings.TrimPrefix(appSrv.URL, "http://"), app), up
 }
 
 // TestSmuggledOriginalURIThroughRealNginx replays issue 11's attack through
@@ -275,8 +312,7 @@ func behindProxy(t *testing.T, start func(t *testing.T, authzAddr, appAddr strin
 // nginx overwrites X-Original-*, so a client's own meet the real request's
 // qsh; Traefik's headers are refused as foreign.
 func TestSmuggledOriginalURIThroughRealNginx(t *testing.T) {
-	proxy, app, f, v := behindProxy(t, startNginx)
-	replayThroughProxy(t, proxy, app, f, v, "QSHMismatch", "ForeignProxyHeaders")
+	replayThroughProxy(t, realProxyNamed(t, "nginx"))
 }
 
 // startCaddy runs Caddy (hack/ingress-proxies.sh builds it from the module
@@ -314,8 +350,7 @@ const caddyVersion = "v2.11.9"
 // route: Caddy overwrites X-Forwarded-Method/-Uri, so a client's own meet
 // the real request's qsh; nginx's X-Original-* are refused as foreign.
 func TestSmuggledOriginalURIThroughRealCaddy(t *testing.T) {
-	proxy, app, f, v := behindProxy(t, startCaddy)
-	replayThroughProxy(t, proxy, app, f, v, "ForeignProxyHeaders", "QSHMismatch")
+	replayThroughProxy(t, realProxyNamed(t, "caddy"))
 }
 
 // traefikVersion is the Traefik hack/ingress-proxies.sh builds (the version
@@ -381,6 +416,118 @@ func waitRouted(t *testing.T, url, logFile string) {
 // client's own meet the real request's qsh; nginx's X-Original-* are
 // refused as foreign.
 func TestSmuggledOriginalURIThroughRealTraefik(t *testing.T) {
-	proxy, app, f, v := behindProxy(t, startTraefik)
-	replayThroughProxy(t, proxy, app, f, v, "ForeignProxyHeaders", "QSHMismatch")
+	replayThroughProxy(t, realProxyNamed(t, "traefik"))
+}
+
+// sendThrough sends a genuine GET path through the proxy with
+// authorization and the caller's extra headers (their names as given, not
+// canonicalized), and returns the one request the app saw.
+func sendThrough(t *testing.T, proxy string, up *upstreamApp, path, authorization string, extra http.Header) *http.Request {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, proxy+path, nil)
+	req.Header.Set("Authorization", authorization)
+	for name, values := range extra {
+		req.Header[name] = append(req.Header[name], values...)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	seen := up.take()
+	if resp.StatusCode != http.StatusOK || len(seen) != 1 {
+		t.Fatalf("a genuine request: %d %q, the app saw %d requests; want 200 and one", resp.StatusCode, resp.Header.Get("X-Connect-Auth-Reason"), len(seen))
+	}
+	return seen[0]
+}
+
+// wantForwarded checks what reached the app: for every header of
+// connect.AppHeaders, /authz's value (want), or, where /authz's is empty,
+// no header or an empty one; never a value of the caller's (forged).
+func wantForwarded(t *testing.T, r *http.Request, want map[string]string, forged string) {
+	t.Helper()
+	for _, name := range connect.AppHeaders() {
+		got := r.Header.Values(name)
+		switch {
+		case want[name] == "" && (len(got) == 0 || len(got) == 1 && got[0] == ""):
+		case want[name] != "" && len(got) == 1 && got[0] == want[name]:
+		default:
+			t.Errorf("the app got %s = %q, want %q (or none if empty)", name, got, want[name])
+		}
+	}
+	for name, values := range r.Header {
+		for _, value := range values {
+			if strings.Contains(value, forged) {
+				t.Errorf("the caller's %s = %q reached the app", name, value)
+			}
+		}
+	}
+}
+
+// TestForgedAppHeadersThroughRealProxies (issue 30, finding 5): through
+// each documented configuration on the real proxy, a caller of a genuine
+// Connect request and of a genuine Forge request sends every header of
+// connect.AppHeaders itself, one at a time and then all at once in two
+// spellings; the app gets /authz's value, or none where /authz's is
+// empty, and never the caller's. Before, the configurations copied only
+// X-Connect-* and a Connect answer set no X-Forge-*, so a caller's own
+// X-Forge-Principal reached a Connect-on-Forge app through nginx and
+// Caddy. Forge's own x-forge-oauth-* tokens still pass on untouched.
+func TestForgedAppHeadersThroughRealProxies(t *testing.T) {
+	ff := newForgeFixture(t, nil) // spec.key and spec.forge: both modes on one app
+	v := atlassiantest.NewTenant("forged-headers")
+	waitCached(t, ff.install(v, connectv1.PhaseVerified))
+	inst, cloud := atlassiantest.NewInstallationID(), atlassiantest.NewUUID()
+	tenant := ff.forgeInstall(inst, cloud)
+	h := &authz.Handler{Index: index, Log: logr.Discard(), Forge: authz.NewForge(ff.keys, &forgejwt.ReplayCache{}, nil)}
+	panel := "/issue-insights/panel"
+	fit := func() atlassiantest.FIT { // a fresh jti each time: a FIT is spent once
+		fit := ff.fit(inst, cloud)
+		fit.License = &atlassiantest.FITLicense{IsActive: true}
+		return fit
+	}
+	modes := []struct {
+		name string
+		auth func() string
+		want map[string]string
+	}{
+		{"connect", func() string { return "JWT " + productToken(v.SharedSecret, v.ClientKey, "GET", panel, nil, nil) },
+			connectAnswer(ff.app, v, "557058:f00d-account", connect.TokenTypeServer)},
+		{"forge", func() string { return "Bearer " + ff.jwks.Sign(fit()) },
+			forgeAnswer(ff.app.Namespace+"/"+ff.app.Name, fit(), tenant.Name, "", "true")},
+	}
+	const forged = "forged-by-the-caller"
+	for _, p := range realProxies {
+		t.Run(p.name, func(t *testing.T) {
+			proxy, up := behindProxy(t, p, h, ff.app)
+			for _, m := range modes {
+				t.Run(m.name, func(t *testing.T) {
+					all := http.Header{}
+					for _, name := range connect.AppHeaders() {
+						t.Run(name, func(t *testing.T) {
+							r := sendThrough(t, proxy, up, panel, m.auth(), http.Header{name: {forged + ":" + name}})
+							wantForwarded(t, r, m.want, forged)
+						})
+						all[name] = append(all[name], forged+":"+name)
+						all[strings.ToLower(name)] = append(all[strings.ToLower(name)], forged+":"+strings.ToLower(name))
+					}
+					t.Run("all at once, in two spellings", func(t *testing.T) {
+						wantForwarded(t, sendThrough(t, proxy, up, panel, m.auth(), all), m.want, forged)
+					})
+				})
+			}
+			t.Run("forge, x-forge-oauth-* pass on", func(t *testing.T) {
+				r := sendThrough(t, proxy, up, panel, "Bearer "+ff.jwks.Sign(fit()), http.Header{
+					"x-forge-oauth-system": {"system-token"}, "x-forge-oauth-user": {"user-token"},
+				})
+				if got := r.Header.Values("X-Forge-Oauth-System"); len(got) != 1 || got[0] != "system-token" {
+					t.Errorf("the app got x-forge-oauth-system = %q, want Forge's", got)
+				}
+				if got := r.Header.Values("X-Forge-Oauth-User"); len(got) != 1 || got[0] != "user-token" {
+					t.Errorf("the app got x-forge-oauth-user = %q, want Forge's", got)
+				}
+			})
+		})
+	}
 }
