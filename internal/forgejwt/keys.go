@@ -18,6 +18,8 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"golang.org/x/time/rate"
+
+	"github.com/tenantry/tenantry/internal/installkeys/budget"
 )
 
 // DefaultJWKSURL is Atlassian's published JWKS for Forge Invocation
@@ -33,12 +35,37 @@ const (
 	// DefaultFetchTimeout bounds one JWKS fetch: a lifecycle event must be
 	// answered within Forge's 5 s, storage included.
 	DefaultFetchTimeout = 2 * time.Second
-	// DefaultRefetchEvery and DefaultRefetchBurst are the global budget of
-	// refetches: a token's kid is chosen by whoever sent it, so without a
+	// DefaultRefetchEvery and DefaultRefetchBurst are the budget of
+	// refetches for callers inside Atlassian's ranges, all sources
+	// together: a token's kid is chosen by whoever sent it, so without a
 	// budget a flood of made-up kids would make Tenantry fetch the JWKS
-	// once per request. A genuine rotation needs one refetch.
-	DefaultRefetchEvery = 10 * time.Second
-	DefaultRefetchBurst = 3
+	// once per request. A genuine rotation needs one refetch; one every
+	// 2 s is still no amplification (a flood of thousands of requests a
+	// second for one small GET of a CDN's file) and leaves room for 15
+	// sources' shares.
+	DefaultRefetchEvery = 2 * time.Second
+	DefaultRefetchBurst = 5
+	// DefaultSourceRefetchEvery and DefaultSourceRefetchBurst are one
+	// source's share of that pool (issue 30, package budget): one refetch
+	// serves every kid in the set, so a genuine source needs one per
+	// rotation (two at once leave room for an hourly refresh just before),
+	// while a source sending made-up kids spends a fifteenth of the pool's
+	// rate and the pool stays full for the others: it takes 15 sources
+	// inside Atlassian's ranges flooding at once to starve it.
+	DefaultSourceRefetchEvery = 30 * time.Second
+	DefaultSourceRefetchBurst = 2
+	// DefaultOutsideRefetchEvery, DefaultOutsideRefetchBurst and
+	// DefaultOutsideSourceRefetchEvery/Burst are the pool of callers not
+	// known to be inside Atlassian's ranges (and of callers that do not
+	// say who they are, such as /authz): anyone on the internet can reach
+	// it, so it is separate from the inside pool, which it can never spend,
+	// and refills at the former global budget's rate; its burst of 3 lets a
+	// caller that says nothing ride out an outage as before (a failed
+	// fetch, the fetch that recovers, a refresh).
+	DefaultOutsideRefetchEvery       = 10 * time.Second
+	DefaultOutsideRefetchBurst       = 3
+	DefaultOutsideSourceRefetchEvery = 2 * time.Minute
+	DefaultOutsideSourceRefetchBurst = 1
 	// maxJWKSBytes bounds the JWKS document; Atlassian's holds a few keys.
 	maxJWKSBytes = 1 << 20
 )
@@ -53,15 +80,19 @@ type Key struct {
 
 // KeySet fetches Atlassian's JWKS and caches its keys by kid. A lookup of
 // a cached kid costs a map read under a read lock; an unknown kid
-// refetches the set once, within the global budget. Safe for concurrent
-// use; the zero value with URL set is ready.
+// refetches the set once, within the budget of the caller the context
+// carries (budget.WithCaller): its pool and its source's share. Safe for
+// concurrent use; the zero value with URL set is ready.
 type KeySet struct {
 	// URL of the JWKS; default DefaultJWKSURL.
 	URL string
 	// Client fetches it; default a client with DefaultFetchTimeout.
 	Client *http.Client
-	// Budget limits refetches; default DefaultRefetchEvery, burst
-	// DefaultRefetchBurst.
+	// FairBudget shares out refetches between callers; default
+	// DefaultRefetchBudget().
+	FairBudget *budget.Budget
+	// Budget, when set, replaces FairBudget with one first-come budget
+	// for every caller (tests that count fetches).
 	Budget *rate.Limiter
 	// MaxAge after which keys are refreshed; default DefaultMaxAge.
 	MaxAge time.Duration
@@ -90,8 +121,8 @@ func (s *KeySet) init() {
 		if s.Client == nil {
 			s.Client = &http.Client{Timeout: DefaultFetchTimeout}
 		}
-		if s.Budget == nil {
-			s.Budget = rate.NewLimiter(rate.Every(DefaultRefetchEvery), DefaultRefetchBurst)
+		if s.Budget == nil && s.FairBudget == nil {
+			s.FairBudget = DefaultRefetchBudget()
 		}
 		if s.MaxAge <= 0 {
 			s.MaxAge = DefaultMaxAge
@@ -100,6 +131,25 @@ func (s *KeySet) init() {
 			s.Now = time.Now
 		}
 	})
+}
+
+// DefaultRefetchBudget is the refetch budget of a KeySet with neither
+// FairBudget nor Budget set.
+func DefaultRefetchBudget() *budget.Budget {
+	return budget.New(budget.Limits{
+		Inside: budget.Pool{Rate: rate.Every(DefaultRefetchEvery), Burst: DefaultRefetchBurst,
+			SourceRate: rate.Every(DefaultSourceRefetchEvery), SourceBurst: DefaultSourceRefetchBurst},
+		Outside: budget.Pool{Rate: rate.Every(DefaultOutsideRefetchEvery), Burst: DefaultOutsideRefetchBurst,
+			SourceRate: rate.Every(DefaultOutsideSourceRefetchEvery), SourceBurst: DefaultOutsideSourceRefetchBurst},
+	})
+}
+
+// allowRefetch spends the budget of the caller ctx carries.
+func (s *KeySet) allowRefetch(ctx context.Context) bool {
+	if s.Budget != nil {
+		return s.Budget.AllowN(s.Now(), 1)
+	}
+	return s.FairBudget.Allow(ctx, s.Now()) == budget.Allowed
 }
 
 // Key returns the key for kid. It answers ErrUnknownKey when the JWKS,
@@ -130,7 +180,7 @@ func (s *KeySet) refetch(ctx context.Context, kid string, had bool, old Key) (Ke
 	if ok && !stale {
 		return key, nil
 	}
-	if !s.Budget.AllowN(s.Now(), 1) {
+	if !s.allowRefetch(ctx) {
 		switch {
 		case had:
 			return old, nil // stale but known: refresh later
