@@ -25,10 +25,9 @@ import (
 
 // Defaults for Options, each with the reason for its value.
 const (
-	// DefaultMaxBodyBytes: a lifecycle payload is well under 4 KiB (a
-	// Forge event under 2 KiB); 64 KiB leaves room for fields Atlassian
-	// may add.
-	DefaultMaxBodyBytes = 64 << 10
+	// DefaultMaxBodyBytes: lifecycle.MaxPayloadBytes (a Forge event is
+	// under 2 KiB too).
+	DefaultMaxBodyBytes = lifecycle.MaxPayloadBytes
 	// DefaultClockSkew: Atlassian's tokens live three minutes; a small
 	// leeway absorbs clock drift without stretching replay windows.
 	DefaultClockSkew = 30 * time.Second

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"database/sql"
+	"strings"
 	"testing"
 
 	"github.com/tenantry/tenantry/internal/atlassiantest"
@@ -82,6 +83,14 @@ func TestImportACSBPostgres(t *testing.T) {
 	empty := atlassiantest.NewTenant("empty")
 	empty.SharedSecret = ""
 	bad("MissingSharedSecret", empty)
+	// A store whose schema was widened by hand holds a hostile row larger
+	// than any lifecycle payload: reported, and its columns never read.
+	if _, err := db.Exec(`ALTER TABLE atlassian_host ALTER COLUMN description TYPE text`); err != nil {
+		t.Fatal(err)
+	}
+	huge := atlassiantest.NewTenant("huge")
+	huge.Description = strings.Repeat("x", 100<<10)
+	bad(ReasonRecordTooLarge, huge)
 	sc.reinstall = func(tn atlassiantest.Tenant) { put(tn, true) }
 	sc.exercise(t)
 

@@ -42,7 +42,10 @@ var outcomeOrder = []Outcome{Created, Updated, Unchanged, Skipped, Invalid, Fail
 const (
 	// ReasonRejectedByAPI: the API server's schema refused the record, as
 	// the receiver's 400 RejectedByAPIServer.
-	ReasonRejectedByAPI     = "RejectedByAPIServer"
+	ReasonRejectedByAPI = "RejectedByAPIServer"
+	// ReasonRecordTooLarge: the record exceeds lifecycle.MaxPayloadBytes,
+	// the bound on a callback's body; it is not read.
+	ReasonRecordTooLarge    = "RecordTooLarge"
 	ReasonConflictSecret    = "ExistsWithOtherSecret"
 	ReasonConflictFields    = "ExistsWithOtherFields"
 	ReasonUninstalled       = "Uninstalled"
@@ -311,6 +314,9 @@ func (im *Importer) process(ctx context.Context, store *tenantstore.Store, app *
 			p.ClientKeyHash = tenantstore.ClientKeyHash(clientKey)
 		}
 		return result{outcome: o, reason: reason, problem: p}
+	}
+	if rec.TooLarge {
+		return problem(Invalid, ReasonRecordTooLarge, fmt.Sprintf("the record holds %d bytes, more than the %d a lifecycle payload may; it was not read", rec.Size, lifecycle.MaxPayloadBytes), rec.ClientKey)
 	}
 	if rec.Duplicate {
 		return problem(Skipped, ReasonDuplicate, "another record with this clientKey comes first and is the one imported", rec.ClientKey)

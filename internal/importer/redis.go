@@ -2,11 +2,14 @@ package importer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tenantry/tenantry/internal/lifecycle"
 )
 
 // aceRedisSuffix ends every key ACE's Redis adapter stores a clientInfo
@@ -83,21 +86,48 @@ func (s *redisSource) Read(ctx context.Context, after string, fn func(Record) er
 	}
 	for start := 0; start < len(keys); start += redisBatch {
 		batch := keys[start:min(start+redisBatch, len(keys))]
-		values, err := s.client.MGet(ctx, batch...).Result()
-		if err != nil {
+		// Sizes first, so that a record larger than a lifecycle payload
+		// may be is never read (a hostile value cannot exhaust memory).
+		sizes := make([]*redis.IntCmd, len(batch))
+		pipe := s.client.Pipeline()
+		for i, k := range batch {
+			sizes[i] = pipe.StrLen(ctx, k)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return fmt.Errorf("read %s: %w", s.desc, err)
 		}
-		for i, v := range values {
-			str, ok := v.(string)
-			if !ok {
-				continue // deleted since the scan
+		var small []string
+		for i, k := range batch {
+			if sizes[i].Val() <= lifecycle.MaxPayloadBytes {
+				small = append(small, k)
 			}
-			clientKey := strings.TrimSuffix(batch[i], aceRedisSuffix)
+		}
+		values := map[string]any{}
+		if len(small) > 0 {
+			got, err := s.client.MGet(ctx, small...).Result()
+			if err != nil {
+				return fmt.Errorf("read %s: %w", s.desc, err)
+			}
+			for i, k := range small {
+				values[k] = got[i]
+			}
+		}
+		for i, key := range batch {
+			clientKey := strings.TrimSuffix(key, aceRedisSuffix)
 			rec := Record{
-				Where:     fmt.Sprintf("Redis key %q", truncateRunes(batch[i], 80)),
+				Where:     fmt.Sprintf("Redis key %q", truncateRunes(key, 80)),
 				Order:     clientKey,
 				ClientKey: clientKey,
-				Payload:   []byte(str),
+				Size:      sizes[i].Val(),
+			}
+			if rec.Size > lifecycle.MaxPayloadBytes {
+				rec.TooLarge = true
+			} else {
+				str, ok := values[key].(string)
+				if !ok {
+					continue // deleted since the scan
+				}
+				rec.Payload = []byte(str)
 			}
 			if err := fn(rec); err != nil {
 				return err

@@ -76,6 +76,11 @@ func badPayloads(appKey string) map[string][]string {
 		string(webhook.ReasonUnknownApp): {
 			valid(func(p map[string]any) { p["key"] = "com.example.another-app" }),
 		},
+		// A hostile row larger than any lifecycle payload: reported, and
+		// never read into memory (issue 30, finding 5).
+		ReasonRecordTooLarge: {
+			valid(func(p map[string]any) { p["description"] = strings.Repeat("x", 100<<10) }),
+		},
 		// Two parsers could read two clientKeys from this.
 		string(webhook.ReasonBadJSON): {
 			`{"key":"` + appKey + `","clientKey":"dup-a","clientKey":"dup-b","sharedSecret":"s","baseUrl":"https://dup.atlassian.net","eventType":"installed"}`,

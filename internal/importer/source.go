@@ -28,6 +28,11 @@ type Record struct {
 	ClientKey string
 	// Payload is the installation as a lifecycle payload (JSON).
 	Payload []byte
+	// TooLarge: the stored record is larger than lifecycle.MaxPayloadBytes
+	// (Size bytes), and was not read: a hostile row cannot exhaust the
+	// importer's memory. It is reported, never imported.
+	TooLarge bool
+	Size     int64
 	// State, when set, is the store's own word on the installation
 	// (ACSB's addon_installed); otherwise the payload's eventType decides.
 	State connectv1.TenantState

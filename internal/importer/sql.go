@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
+	"github.com/tenantry/tenantry/internal/lifecycle"
 )
 
 type dialect int
@@ -186,7 +188,8 @@ func (s *sqlSource) aceQuery() string {
 	if s.dialect == dialectPostgres {
 		val = `"val"::text`
 	}
-	return `SELECT "id", COALESCE("clientKey", ''), ` + val + ` FROM ` + quoteIdent(s.table) +
+	size := s.byteLength(val)
+	return `SELECT "id", COALESCE(substr("clientKey", 1, ` + maxKey + `), ''), CASE WHEN ` + size + ` <= ` + maxRecord + ` THEN ` + val + ` END, COALESCE(` + size + `, 0) FROM ` + quoteIdent(s.table) +
 		` WHERE ` + s.where + ` AND ` + s.orderBy() + ` > ` + s.placeholder() +
 		` ORDER BY ` + s.orderBy() + `, "id"`
 }
@@ -196,8 +199,9 @@ func (s *sqlSource) aceScan(rows *sql.Rows) (Record, error) {
 		id        int64
 		clientKey string
 		val       sql.NullString
+		size      int64
 	)
-	if err := rows.Scan(&id, &clientKey, &val); err != nil {
+	if err := rows.Scan(&id, &clientKey, &val, &size); err != nil {
 		return Record{}, err
 	}
 	return Record{
@@ -205,7 +209,25 @@ func (s *sqlSource) aceScan(rows *sql.Rows) (Record, error) {
 		Order:     clientKey,
 		ClientKey: clientKey,
 		Payload:   []byte(val.String),
+		TooLarge:  size > lifecycle.MaxPayloadBytes,
+		Size:      size,
 	}, nil
+}
+
+// maxRecord is lifecycle.MaxPayloadBytes in a query; maxKey bounds the
+// clientKey read to order and name a record whose payload is not read (a
+// genuine one is at most 255 bytes, the schema's limit).
+var (
+	maxRecord = strconv.Itoa(lifecycle.MaxPayloadBytes)
+	maxKey    = "1024"
+)
+
+// byteLength is the SQL for the length in bytes of expr.
+func (s *sqlSource) byteLength(expr string) string {
+	if s.dialect == dialectSQLite {
+		return `length(CAST(` + expr + ` AS BLOB))`
+	}
+	return `octet_length(` + expr + `)`
 }
 
 // acsbColumn maps an atlassian_host column to its lifecycle payload field.
@@ -254,6 +276,22 @@ func (s *sqlSource) acsbQuery() string {
 	for _, c := range s.acsbCols {
 		cols = append(cols, quoteIdent(c.column))
 	}
+	// The row's size is summed in the database, and no column is sent
+	// when it exceeds the bound.
+	lengths := make([]string, 0, len(s.acsbCols))
+	for _, c := range s.acsbCols {
+		lengths = append(lengths, `COALESCE(`+s.byteLength(quoteIdent(c.column))+`, 0)`)
+	}
+	size := "(" + strings.Join(lengths, " + ") + ")"
+	for i, c := range s.acsbCols {
+		if c.column == "client_key" {
+			// Always read (bounded): it orders and names the record.
+			cols[i] = `substr(` + cols[i] + `, 1, ` + maxKey + `)`
+			continue
+		}
+		cols[i] = `CASE WHEN ` + size + ` <= ` + maxRecord + ` THEN ` + cols[i] + ` END`
+	}
+	cols = append(cols, size)
 	if s.hasInstalled {
 		cols = append(cols, `"addon_installed"`)
 	}
@@ -270,6 +308,8 @@ func (s *sqlSource) acsbScan(rows *sql.Rows) (Record, error) {
 	for i := range values {
 		dest = append(dest, &values[i])
 	}
+	var size int64
+	dest = append(dest, &size)
 	var installed sql.NullBool
 	if s.hasInstalled {
 		dest = append(dest, &installed)
@@ -300,6 +340,8 @@ func (s *sqlSource) acsbScan(rows *sql.Rows) (Record, error) {
 		Order:     clientKey,
 		ClientKey: clientKey,
 		Payload:   body,
+		TooLarge:  size > lifecycle.MaxPayloadBytes,
+		Size:      size,
 		State:     state,
 		// ACSB's schema has no app key column before later versions; one
 		// database serves one app.

@@ -19,6 +19,11 @@ import (
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 )
 
+// MaxPayloadBytes bounds a lifecycle payload, a callback's body or an
+// imported record: a genuine one is well under 4 KiB; 64 KiB leaves room for
+// fields Atlassian may add.
+const MaxPayloadBytes = 64 << 10
+
 // Payload is a lifecycle callback's body (docs/protocol.md §3). Unknown fields
 // are accepted and ignored: Atlassian adds fields over time, and refusing
 // them would break every install the day it does.
