@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -73,42 +70,12 @@ func TestForgeAttacksAgainstTheBinary(t *testing.T) {
 		}},
 	})
 
-	addrs := testenv.FreeAddrs(3)
-	cmd := exec.Command(binary, "--kubeconfig", env.Kubeconfig,
-		"--receiver-bind-address", addrs[0], "--metrics-bind-address", addrs[1], "--health-probe-bind-address", addrs[2],
-		"--atlassian-ip-ranges", "", "--install-keys-url", ks.URL, "--forge-jwks-url", js.URL, "--zap-log-level", "error",
-		// It serves every namespace, so identities must be granted; the
-		// Forge app id is granted to both, so that the oldest-declaration
-		// rule, not the grant, decides between them.
+	// It serves every namespace, so identities must be granted; the Forge
+	// app id is granted to both, so that the oldest-declaration rule, not
+	// the grant, decides between them.
+	_, receiver := runOperator(t, binary, env, "--install-keys-url", ks.URL, "--forge-jwks-url", js.URL,
 		"--app-key-grant", victim.Spec.Key+"=victim", "--app-key-grant", appID+"=victim", "--app-key-grant", appID+"=squatter")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	if !eventually(60*time.Second, func() bool {
-		resp, err := http.Get("http://" + addrs[2] + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}) {
-		t.Fatal("the operator did not become ready within 60s")
-	}
-	receiver := "http://" + addrs[0]
-	answer := func(req *http.Request) (int, string) {
-		t.Helper()
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		var e struct{ Reason string }
-		_ = json.Unmarshal(body, &e)
-		return resp.StatusCode, e.Reason
-	}
+	answer := func(req *http.Request) (int, string) { return deliver(t, req) }
 	forge := func(path string, fit atlassiantest.FIT, payload map[string]any) (int, string) {
 		t.Helper()
 		body, _ := json.Marshal(map[string]any{"payload": payload})
@@ -117,13 +84,7 @@ func TestForgeAttacksAgainstTheBinary(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer "+jwks.Sign(fit))
 		return answer(req)
 	}
-	tenantsIn := func(ns string) []connectv1.ConnectTenant {
-		var list connectv1.ConnectTenantList
-		if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
-			t.Fatal(err)
-		}
-		return list.Items
-	}
+	tenantsIn := func(ns string) []connectv1.ConnectTenant { return tenantsIn(t, env, ns) }
 	target := atlassiantest.App{Key: victim.Spec.Key, BaseURL: victim.Spec.BaseURL}
 
 	for i := range 5 {

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -73,49 +70,16 @@ func TestHostileConnectAppDoesNotStopTheOperator(t *testing.T) {
 	}
 
 	start := func() (*exec.Cmd, string) {
-		addrs := testenv.FreeAddrs(3)
-		cmd := exec.Command(binary, "--kubeconfig", env.Kubeconfig,
-			"--receiver-bind-address", addrs[0], "--metrics-bind-address", addrs[1], "--health-probe-bind-address", addrs[2],
-			"--atlassian-ip-ranges", "", "--install-keys-url", ks.URL, "--zap-log-level", "error",
-			// It serves every namespace, so each key is granted to its own.
+		// It serves every namespace, so each key is granted to its own.
+		return runOperator(t, binary, env, "--install-keys-url", ks.URL,
 			"--app-key-grant", healthy.Spec.Key+"=healthy", "--app-key-grant", hostile.Spec.Key+"=hostile")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		if !eventually(60*time.Second, func() bool {
-			resp, err := http.Get("http://" + addrs[2] + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		}) {
-			t.Fatal("the operator did not become ready within 60s beside the hostile app")
-		}
-		return cmd, "http://" + addrs[0]
 	}
 	install := func(receiver string, app *connectv1.ConnectApp, tenant atlassiantest.Tenant) (int, string) {
 		t.Helper()
 		target := atlassiantest.App{Key: app.Spec.Key, BaseURL: app.Spec.BaseURL}
-		resp, err := http.DefaultClient.Do(product.Request(receiver, product.Callback(atlassiantest.EventInstalled, target, tenant)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		var e struct{ Reason string }
-		_ = json.Unmarshal(body, &e)
-		return resp.StatusCode, e.Reason
+		return deliver(t, product.Request(receiver, product.Callback(atlassiantest.EventInstalled, target, tenant)))
 	}
-	tenantsIn := func(ns string) int {
-		var list connectv1.ConnectTenantList
-		if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
-			t.Fatal(err)
-		}
-		return len(list.Items)
-	}
+	tenantsIn := func(ns string) int { return len(tenantsIn(t, env, ns)) }
 
 	cmd, receiver := start()
 	if status, reason := install(receiver, healthy, atlassiantest.NewTenant("acme")); status != http.StatusNoContent {
@@ -164,13 +128,4 @@ func TestHostileConnectAppDoesNotStopTheOperator(t *testing.T) {
 	if n := tenantsIn("healthy"); n != 2 {
 		t.Errorf("the healthy app holds %d tenants after the restart, want 2", n)
 	}
-}
-
-func eventually(limit time.Duration, ok func() bool) bool {
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if ok() {
-			return true
-		}
-	}
-	return false
 }

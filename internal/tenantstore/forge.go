@@ -376,12 +376,8 @@ func (s *Store) forgeUpsert(ctx context.Context, app *connectv1.ConnectApp, in F
 			desired.Spec.State = state
 		}
 		res.Tenant = desired
-		if equality.Semantic.DeepEqual(tenant.Spec, desired.Spec) && equality.Semantic.DeepEqual(tenant.ObjectMeta, desired.ObjectMeta) {
-			res.Unchanged = true
-			return nil
-		}
-		in.Delivery.record(desired)
-		return s.Client.Update(ctx, desired)
+		res.Unchanged, err = s.updateDelivered(ctx, tenant, desired, in.Delivery)
+		return err
 	})
 	if err != nil {
 		return ForgeResult{}, err
@@ -445,6 +441,16 @@ func (s *Store) createForge(ctx context.Context, app *connectv1.ConnectApp, in F
 	}
 	res.Tenant, res.Created = tenant, true
 	return nil
+}
+
+// updateDelivered writes desired, with the delivery recorded, unless it
+// holds what current holds; it reports whether nothing was written.
+func (s *Store) updateDelivered(ctx context.Context, current, desired *connectv1.ConnectTenant, d Delivery) (unchanged bool, err error) {
+	if equality.Semantic.DeepEqual(current.Spec, desired.Spec) && equality.Semantic.DeepEqual(current.ObjectMeta, desired.ObjectMeta) {
+		return true, nil
+	}
+	d.record(desired)
+	return false, s.Client.Update(ctx, desired)
 }
 
 // applyForge sets what a Forge install or upgrade owns on tenant, leaving
@@ -527,12 +533,8 @@ func (s *Store) ForgeUninstall(ctx context.Context, app *connectv1.ConnectApp, i
 		desired := tenant.DeepCopy()
 		desired.Spec.State = connectv1.TenantUninstalled
 		res.Tenant = desired
-		if equality.Semantic.DeepEqual(tenant.Spec, desired.Spec) {
-			res.Unchanged = true
-			return nil
-		}
-		in.Delivery.record(desired)
-		return s.Client.Update(ctx, desired)
+		res.Unchanged, err = s.updateDelivered(ctx, tenant, desired, in.Delivery)
+		return err
 	})
 	if err != nil {
 		return ForgeResult{}, err
@@ -566,11 +568,7 @@ func (s *Store) keepSystemToken(ctx context.Context, tenant *connectv1.ConnectTe
 				return err
 			}
 			written = true
-			err := s.Client.Create(ctx, secret)
-			if apierrors.IsAlreadyExists(err) {
-				return apierrors.NewConflict(corev1.Resource("secrets"), key.Name, err)
-			}
-			return err
+			return s.createSecret(ctx, secret)
 		}
 		if err != nil {
 			return err

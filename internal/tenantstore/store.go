@@ -301,12 +301,7 @@ func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenan
 			if err := s.applySecret(secret, tenant, in, storedKey); err != nil {
 				return err
 			}
-			err := s.Client.Create(ctx, secret)
-			if apierrors.IsAlreadyExists(err) {
-				// Lost a race with a concurrent delivery: retry as an update.
-				return apierrors.NewConflict(corev1.Resource("secrets"), key.Name, err)
-			}
-			return err
+			return s.createSecret(ctx, secret)
 		}
 		if err != nil {
 			return err
@@ -334,6 +329,17 @@ func (s *Store) ensureSecret(ctx context.Context, tenant *connectv1.ConnectTenan
 		return false, false, nil, fmt.Errorf("store secret %s: %w", key, err)
 	}
 	return changed, written, storedKey, nil
+}
+
+// createSecret creates secret inside a conflict retry: one that exists
+// already lost a race with a concurrent delivery, and is retried as an
+// update.
+func (s *Store) createSecret(ctx context.Context, secret *corev1.Secret) error {
+	err := s.Client.Create(ctx, secret)
+	if apierrors.IsAlreadyExists(err) {
+		return apierrors.NewConflict(corev1.Resource("secrets"), secret.Name, err)
+	}
+	return err
 }
 
 // labelSecret marks secret as tenant's: the operator caches only
