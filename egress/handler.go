@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,6 +93,8 @@ type call struct {
 type refusal struct {
 	reason reason
 	err    error
+	// retryAfter, when set, is sent as Retry-After (whole seconds).
+	retryAfter time.Duration
 }
 
 func (r *refusal) Error() string {
@@ -169,6 +174,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) answer(w http.ResponseWriter, c *call, ref *refusal, start time.Time) {
 	w.Header().Set(ReasonHeader, ref.reason.name)
+	if ref.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(ref.retryAfter.Seconds()))))
+	}
 	w.WriteHeader(ref.reason.status)
 	h.finish(c, ref.reason.status, ref, start)
 }
@@ -190,7 +198,9 @@ func (h *Handler) finish(c *call, status int, ref *refusal, start time.Time) {
 			log = log.WithValues("clientKeyHash", tenantstore.ClientKeyHash(c.tenant.Spec.ClientKey))
 		}
 	}
-	if ref.reason.status >= 500 {
+	// A throttled caller is told when to come back; a flood of them
+	// (TokenReviewOverloaded is a 503) must not drown the log either.
+	if ref.reason.status >= 500 && ref.retryAfter == 0 {
 		log.Info("egress call failed", "status", status, "message", ref.Error())
 	} else {
 		// A flood of refused calls must not drown the log: debug level.
@@ -213,12 +223,9 @@ func (h *Handler) prepare(r *http.Request) (*call, *url.URL, *refusal) {
 	if !ok || token == "" {
 		return c, nil, refuse(reasonMissingToken, "no Authorization: Bearer <ServiceAccount token>")
 	}
-	sa, ok, err := h.Reviewer.Review(r.Context(), token)
-	switch {
-	case err != nil:
-		return c, nil, &refusal{reason: reasonTokenReviewFailed, err: err}
-	case !ok:
-		return c, nil, refuse(reasonInvalidToken, "not a ServiceAccount token for this endpoint's audience")
+	sa, err := h.Reviewer.authenticate(r.Context(), token, sourceOf(r))
+	if err != nil {
+		return c, nil, authRefusal(err)
 	}
 
 	ctx := r.Context()
@@ -334,6 +341,37 @@ func (h *Handler) userToken(r *http.Request, c *call, obj *connectv1.ConnectTena
 	}
 	c.bearer = token
 	return nil
+}
+
+// sourceOf is the address a request came from, as the connection says:
+// the endpoint is reached inside the cluster, with no proxy before it, so
+// X-Forwarded-For would be the caller's own word (and a flood's way to
+// pose as many sources). The zero Addr when it does not parse.
+func sourceOf(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// authRefusal names why a caller is not authenticated.
+func authRefusal(err error) *refusal {
+	var shape *errShape
+	var throttled *errThrottled
+	switch {
+	case errors.As(err, &shape) && shape.cause == causeAudience:
+		return &refusal{reason: reasonWrongAudience, err: err}
+	case errors.As(err, &shape):
+		return &refusal{reason: reasonMalformedToken, err: err}
+	case errors.As(err, &throttled) && throttled.overall:
+		return &refusal{reason: reasonReviewsOverloaded, err: err, retryAfter: throttled.retry}
+	case errors.As(err, &throttled):
+		return &refusal{reason: reasonReviewsRateLimited, err: err, retryAfter: throttled.retry}
+	case errors.Is(err, errNotAuthenticated):
+		return &refusal{reason: reasonInvalidToken, err: err}
+	}
+	return &refusal{reason: reasonTokenReviewFailed, err: err}
 }
 
 func allowed(app *connectv1.ConnectApp, sa ServiceAccount) bool {

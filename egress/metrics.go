@@ -16,6 +16,7 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	userTokens  *prometheus.CounterVec
 	reviews     *prometheus.CounterVec
+	preReview   *prometheus.CounterVec
 	upstreamDur *prometheus.HistogramVec
 }
 
@@ -45,9 +46,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tenantry_egress_token_reviews_total",
 			Help: "Callers' ServiceAccount tokens checked, by result: cached (no API call), authenticated, refused, error (TokenReview failed).",
 		}, []string{"result"}),
+		preReview: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tenantry_egress_token_refusals_total",
+			Help: "Callers' tokens refused without a TokenReview, by cause: malformed (not a JWT, or longer than the bound), audience (its aud does not name the endpoint's audience), source_limit (its source address's review budget is spent: 429), total_limit (the endpoint's review budget is spent: 503).",
+		}, []string{"cause"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.upstreamDur, m.userTokens, m.reviews)
+		reg.MustRegister(m.requests, m.duration, m.upstreamDur, m.userTokens, m.reviews, m.preReview)
 	}
 	return m
 }
@@ -82,6 +87,12 @@ func (m *Metrics) userToken(result string) {
 func (m *Metrics) review(result string) {
 	if m != nil {
 		m.reviews.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *Metrics) refusedBeforeReview(cause string) {
+	if m != nil {
+		m.preReview.WithLabelValues(cause).Inc()
 	}
 }
 

@@ -50,10 +50,26 @@ type reason struct {
 }
 
 // The reasons, cheapest check first.
+//
+// A token is refused before any TokenReview (issue 30) when it is
+// malformed (reasonMalformedToken: not a JWT, three base64url segments
+// with a JSON header and claims, at most MaxTokenLength) or its
+// unverified aud does not name the endpoint's audience
+// (reasonWrongAudience): both answer as the review's own refusal,
+// InvalidToken, which callers already handle, and the cause is in the log
+// and in tenantry_egress_token_refusals_total{cause}. A token that needs
+// a review while its source's bucket is empty is refused
+// TokenReviewRateLimited (429), while the endpoint's is,
+// TokenReviewOverloaded (503), both with Retry-After; a cached caller
+// never spends, so never meets either.
 var (
 	reasonNoRoute             = reason{"NoRoute", http.StatusNotFound}
 	reasonMissingToken        = reason{"MissingToken", http.StatusUnauthorized}
 	reasonInvalidToken        = reason{"InvalidToken", http.StatusUnauthorized}
+	reasonMalformedToken      = reason{"InvalidToken", http.StatusUnauthorized}
+	reasonWrongAudience       = reason{"InvalidToken", http.StatusUnauthorized}
+	reasonReviewsRateLimited  = reason{"TokenReviewRateLimited", http.StatusTooManyRequests}
+	reasonReviewsOverloaded   = reason{"TokenReviewOverloaded", http.StatusServiceUnavailable}
 	reasonTokenReviewFailed   = reason{"TokenReviewUnavailable", http.StatusServiceUnavailable}
 	reasonNotAllowed          = reason{"ServiceAccountNotAllowed", http.StatusForbidden}
 	reasonInvalidCredential   = reason{"InvalidCredential", http.StatusBadRequest}
