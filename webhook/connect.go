@@ -47,7 +47,7 @@ func (r *Receiver) admitConnect(req *http.Request, routes []appkey.Route, d *del
 	if err := r.checkSourceForApp(app, d.source); err != nil {
 		return err
 	}
-	claims, err := r.verify(req, token, header, app, event, p)
+	claims, err := r.verify(req, d.source, token, header, app, event, p)
 	if err != nil {
 		return err
 	}

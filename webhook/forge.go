@@ -56,7 +56,7 @@ func (r *Receiver) admitForge(req *http.Request, routes []appkey.Route, d *deliv
 		return unauthorized(ReasonAudience, "the FIT is for an app not served at %s", truncate(req.URL.Path, 128))
 	}
 	d.app, d.event = app, rt.Event
-	claims, err := r.fitVerifier(app).Verify(req.Context(), token)
+	claims, err := r.fitVerifier(app).Verify(r.keyContext(req.Context(), d.source), token)
 	if err != nil {
 		if r := fitReason(err); r == ReasonKeyServerUnavailable {
 			return retryable(r, "Atlassian's Forge keys cannot be fetched (%v); retry later", err)

@@ -1,12 +1,15 @@
 package webhook
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/connectjwt"
 	"github.com/tenantry/tenantry/internal/installkeys"
+	"github.com/tenantry/tenantry/internal/installkeys/budget"
 	"github.com/tenantry/tenantry/internal/lifecycle"
 	"github.com/tenantry/tenantry/internal/tenantstore"
 )
@@ -15,7 +18,7 @@ import (
 // installed and uninstalled, HS256 with the tenant's stored secret for
 // enabled and disabled (docs/protocol.md §1.2). The algorithm comes from the
 // event, never from the token's header. It returns the verified claims.
-func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Header, app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *lifecycle.Payload) (*connectjwt.Claims, error) {
+func (r *Receiver) verify(req *http.Request, source netip.Addr, token string, header connectjwt.Header, app *connectv1.ConnectApp, event connectv1.LifecycleEvent, p *lifecycle.Payload) (*connectjwt.Claims, error) {
 	want := connectjwt.Expectations{
 		Issuer: p.ClientKey,
 		// qsh covers POST and the lifecycle path relative to the app's
@@ -31,7 +34,7 @@ func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Hea
 	if header.Alg != "RS256" {
 		return nil, unauthorized(ReasonAlgorithm, "%s callbacks must be signed RS256, not %q", event, truncate(header.Alg, 16))
 	}
-	key, err := r.Keys.Key(req.Context(), header.Kid, p.BaseURL)
+	key, err := r.Keys.Key(r.keyContext(req.Context(), source), header.Kid, p.BaseURL)
 	switch {
 	case errors.Is(err, installkeys.ErrInvalidKid):
 		return nil, unauthorized(ReasonInvalidKid, "%v", err)
@@ -45,6 +48,19 @@ func (r *Receiver) verify(req *http.Request, token string, header connectjwt.Hea
 	want.Audiences = audiences(app)
 	claims, err := connectjwt.VerifyRS256(token, key, want)
 	return claims, tokenRejection(err)
+}
+
+// keyContext tells the key sources who is asking, so that a lookup of a
+// key in no cache is charged to its source's share of the fetch budget and
+// to the right pool (internal/installkeys/budget, issue 30): inside
+// Atlassian's ranges or not, as the source-address check finds the source.
+// The pool follows the address, not the app's sourceAddressCheck: every
+// caller of an enforcing app is inside, an Audit or Off app's callers
+// from outside (anyone) get the outside pool of their own, and its callers
+// from inside are no more suspect than an enforcing app's.
+func (r *Receiver) keyContext(ctx context.Context, source netip.Addr) context.Context {
+	inside := r.Ranges != nil && r.Ranges.Loaded() && r.Ranges.Contains(source)
+	return budget.WithCaller(ctx, budget.Caller{Source: source, Inside: inside})
 }
 
 // verifySymmetric checks an HS256 token against the secret stored for the
