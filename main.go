@@ -97,6 +97,7 @@ type egressOptions struct {
 	responseHeaderTimeout time.Duration
 	reviewTTL             time.Duration
 	forgeAPIHosts         stringList
+	reviews               egress.ReviewLimits
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -132,6 +133,10 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.egress.timeout, "egress-timeout", egress.DefaultTimeout, "longest egress call, body streaming included")
 	fs.DurationVar(&o.egress.responseHeaderTimeout, "egress-response-header-timeout", egress.DefaultResponseHeaderTimeout, "longest wait for the product's answer once an egress call is sent")
 	fs.DurationVar(&o.egress.reviewTTL, "egress-token-review-ttl", egress.DefaultReviewTTL, "how long a caller's TokenReview answer is reused")
+	fs.Float64Var(&o.egress.reviews.PerSource, "egress-token-reviews-per-source", egress.DefaultReviewsPerSource, "TokenReviews per second one caller address may cause, per replica; tokens that are not a JWT or are for another audience cost none; negative turns the limit off")
+	fs.IntVar(&o.egress.reviews.PerSourceBurst, "egress-token-reviews-per-source-burst", egress.DefaultReviewsPerSourceBurst, "burst of --egress-token-reviews-per-source")
+	fs.Float64Var(&o.egress.reviews.Total, "egress-token-reviews", egress.DefaultReviewsTotal, "TokenReviews per second overall, per replica; callers already reviewed are answered from the cache; negative turns the limit off")
+	fs.IntVar(&o.egress.reviews.TotalBurst, "egress-token-reviews-burst", egress.DefaultReviewsTotalBurst, "burst of --egress-token-reviews")
 	fs.Var(&o.egress.forgeAPIHosts, "egress-forge-api-host", "host a Forge tenant's apiBaseUrl may name for egress calls with its kept app system token; repeatable; none means "+strings.Join(egress.DefaultForgeAPIHosts(), ", ")+" (no other host ever receives the token)")
 	o.marketplace.bind(fs)
 	fs.StringVar(&o.devResolveTenantsTo, "dev-resolve-tenants-to", "", "DEV ONLY: send every verification call to this IP or IP:port (a local fake product standing in for every site); needs --allow-private-tenant-addresses for loopback")
@@ -527,7 +532,7 @@ func setupEgress(mgr manager.Manager, opts options, checkerOpts tenantcheck.Opti
 		// The cache the /authz index's informers fill: ConnectApps,
 		// ConnectTenants and Tenantry's Secrets.
 		Reader:        mgr.GetCache(),
-		Reviewer:      &egress.Reviewer{Client: direct, Audience: opts.egress.audience, TTL: opts.egress.reviewTTL, Metrics: m},
+		Reviewer:      &egress.Reviewer{Client: direct, Audience: opts.egress.audience, TTL: opts.egress.reviewTTL, Limits: opts.egress.reviews, Metrics: m},
 		Transport:     transport,
 		UserTokens:    &egress.UserTokens{Server: opts.egress.authorizationServer, Client: egress.NewGrantClient(transport), Metrics: m},
 		Timeout:       opts.egress.timeout,

@@ -18,7 +18,9 @@
 //
 // The caller sends its projected ServiceAccount token (audience-bound, see
 // Reviewer) as `Authorization: Bearer`. Tenantry checks the token with the
-// TokenReview API, checks that the ConnectApp lists the ServiceAccount in
+// TokenReview API (after refusing, without one, a token that is no JWT or
+// is for another audience, and within per-source and overall review
+// budgets), checks that the ConnectApp lists the ServiceAccount in
 // spec.egress.allowedServiceAccounts, looks the tenant up in the
 // informers' cache, asks the one serving rule (connectv1's
 // ConnectTenant.Serving, which /authz and pkg/connect ask too) whether the
