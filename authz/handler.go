@@ -103,8 +103,12 @@ var appHeaders = connect.AppHeaders()
 // included (issue 30, finding 5).
 func (h *Handler) admit(w http.ResponseWriter, appLabel string, values map[string]string, start time.Time) {
 	hdr := w.Header()
-	for _, name := range appHeaders {
-		hdr[name] = []string{values[name]}
+	// One backing array for the values; each header's slice is capped at
+	// its own element, so an append by a later handler copies.
+	all := make([]string, len(appHeaders))
+	for i, name := range appHeaders {
+		all[i] = values[name]
+		hdr[name] = all[i : i+1 : i+1]
 	}
 	w.WriteHeader(http.StatusOK)
 	h.Metrics.observe(appLabel, http.StatusOK, "", time.Since(start))
