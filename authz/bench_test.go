@@ -64,7 +64,9 @@ func BenchmarkDecision(b *testing.B) {
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				req, _ := http.NewRequest(http.MethodGet, srv.URL+checkURL+"/issue-insights/panel", nil)
+				req, _ := http.NewRequest(http.MethodGet, srv.URL+checkURL, nil)
+				req.Header.Set("X-Original-URL", "https://connect.example.com/issue-insights/panel")
+				req.Header.Set("X-Original-Method", "GET")
 				req.Header.Set("Authorization", token)
 				resp, err := hc.Do(req)
 				if err != nil {
