@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	connectv1 "github.com/tenantry/tenantry/api/v1"
 	"github.com/tenantry/tenantry/internal/atlassiantest"
+	"github.com/tenantry/tenantry/internal/forgejwt"
 	"github.com/tenantry/tenantry/webhook"
 )
 
@@ -114,5 +116,80 @@ func TestRotatedKeyInstallsThroughAKidFlood(t *testing.T) {
 				t.Errorf("%d forged callbacks were stored", n)
 			}
 		})
+	}
+}
+
+// TestRotatedFITKeyThroughAKidFlood is the Forge equivalent against the
+// real receiver: while one Atlassian address sends deliveries whose FIT
+// names a made-up kid at 50/s, Forge rotates its signing key three times
+// and a genuine install signed with each new key, from other Atlassian
+// addresses, is stored on its first delivery; the flood costs the JWKS
+// its source's share only.
+func TestRotatedFITKeyThroughAKidFlood(t *testing.T) {
+	f := newForgeHarness(t, withRateLimits(webhook.RateLimits{PerSource: 50, PerSourceBurst: 100}))
+	keys := &forgejwt.KeySet{URL: f.keys.URL, Client: f.keys.Client} // the default, fair budget
+	f.receiver.FITKeys = keys
+	first := newSite()
+	if status, reason := f.event("/forge/installed", first, atlassiantest.ForgeInstalledEvent(f.appID, first.installationID)); status != http.StatusNoContent {
+		t.Fatalf("install before the flood: %d %s", status, reason)
+	}
+	deliver := func(token string, body []byte, from string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, f.url+"/forge/installed", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Forwarded-For", from)
+		return f.send(req)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	floodAnswers := map[string]int{}
+	before := f.jwks.Requests.Load()
+	wg.Go(func() {
+		s := newSite()
+		claims := strings.Split(f.jwks.Sign(f.fit(s)), ".")[1]
+		body := eventBody(atlassiantest.ForgeInstalledEvent(f.appID, s.installationID))
+		tick := time.NewTicker(20 * time.Millisecond) // 50/s
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			header, _ := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": fmt.Sprintf("made-up-%016x", rand.Uint64())})
+			status, reason := deliver(base64URL(header)+"."+claims+".c2lnbmF0dXJl", body, "104.192.136.66")
+			mu.Lock()
+			floodAnswers[fmt.Sprintf("%d %s", status, reason)]++
+			mu.Unlock()
+		}
+	})
+
+	time.Sleep(2 * time.Second)
+	var got []string
+	for i := range 3 {
+		f.jwks.Rotate()
+		s := newSite()
+		status, reason := deliver(f.jwks.Sign(f.fit(s)), eventBody(atlassiantest.ForgeInstalledEvent(f.appID, s.installationID)), fmt.Sprintf("104.192.136.%d", 20+i))
+		got = append(got, fmt.Sprintf("%d %s", status, reason))
+		time.Sleep(time.Second)
+	}
+	close(stop)
+	wg.Wait()
+	fetches := f.jwks.Requests.Load() - before
+	t.Logf("genuine Forge installs signed with rotated keys: %v; flood answers: %v; JWKS fetches: %d", got, floodAnswers, fetches)
+	for i, g := range got {
+		if g != "204 " {
+			t.Errorf("genuine install %d signed with a rotated key: %s, want 204 on its first delivery", i, g)
+		}
+	}
+	if floodAnswers["401 UnknownKid"] == 0 || floodAnswers["204 "] != 0 {
+		t.Errorf("flood answers %v, want 401 UnknownKid and nothing stored", floodAnswers)
+	}
+	// The flooding source's share (2 at once; the flood lasts under 30 s)
+	// and one fetch per rotation.
+	if limit := int64(forgejwt.DefaultSourceRefetchBurst + 3); fetches > limit {
+		t.Errorf("%d JWKS fetches during the flood, want at most %d", fetches, limit)
 	}
 }
