@@ -12,6 +12,11 @@
 //     in number); one fetch per kid runs at a time; kids every server
 //     answers 404 for are cached negatively for a short while, so a flood
 //     of random kids costs the key servers one request per kid.
+//   - A lookup of a kid in neither cache is charged to its caller
+//     (budget.WithCaller): to the pool of callers inside Atlassian's
+//     ranges or the pool of all others, and to its source's share of that
+//     pool, so no source, and no app that skips the source check, can
+//     starve the others' lookups (package budget, issue 30).
 //   - An outage is never reported as an unknown kid: the receiver answers
 //     503 for ErrUnavailable (Atlassian retries) and 401 only for
 //     ErrInvalidKid and ErrUnknownKid.
