@@ -21,8 +21,8 @@ import (
 // nginx.ingress.kubernetes.io/auth-url set to authzURL: before proxying a
 // request to upstream it asks authzURL (GET, with X-Original-URL,
 // X-Original-Method and the client's Authorization), then either passes
-// the request on with the auth answer's X-Connect-* headers (dropping any
-// the client sent) or answers the client with the refusal.
+// the request on with the auth answer's headers of connect.AppHeaders
+// (dropping any the client sent) or answers the client with the refusal.
 func authIngress(authzURL string, upstream http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		check, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, authzURL, nil)
@@ -35,19 +35,17 @@ func authIngress(authzURL string, upstream http.Handler) http.Handler {
 			return
 		}
 		resp.Body.Close()
-		for name := range r.Header {
-			if strings.HasPrefix(http.CanonicalHeaderKey(name), "X-Connect-") {
-				r.Header.Del(name)
-			}
+		for _, name := range connect.AppHeaders() {
+			r.Header.Del(name)
 		}
 		if resp.StatusCode != http.StatusOK {
 			w.Header().Set(connect.HeaderAuthReason, resp.Header.Get(connect.HeaderAuthReason))
 			w.WriteHeader(resp.StatusCode)
 			return
 		}
-		for name, values := range resp.Header {
-			if strings.HasPrefix(name, "X-Connect-") {
-				r.Header[name] = values
+		for _, name := range connect.AppHeaders() {
+			if v := resp.Header.Get(name); v != "" {
+				r.Header.Set(name, v)
 			}
 		}
 		upstream.ServeHTTP(w, r)
