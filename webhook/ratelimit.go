@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/tenantry/tenantry/internal/ipranges"
 )
 
 // maxTrackedSources bounds the per-source limiter table, so a flood from
@@ -61,7 +63,7 @@ func (r *rateLimiter) allowWrite(now time.Time) bool {
 }
 
 func (r *rateLimiter) sourceLimiter(addr netip.Addr, now time.Time) *rate.Limiter {
-	key := sourceKey(addr)
+	key := ipranges.SourcePrefix(addr)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if lim, ok := r.sources[key]; ok {
@@ -89,15 +91,4 @@ func (r *rateLimiter) dropIdle(now time.Time) {
 			delete(r.sources, k)
 		}
 	}
-}
-
-// sourceKey groups IPv6 addresses by /64, the smallest block a client is
-// usually given, so one client cannot dodge the limit by cycling addresses.
-func sourceKey(addr netip.Addr) netip.Prefix {
-	addr = addr.Unmap()
-	if addr.Is4() {
-		return netip.PrefixFrom(addr, 32)
-	}
-	p, _ := addr.Prefix(64)
-	return p
 }

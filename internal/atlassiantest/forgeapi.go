@@ -160,6 +160,8 @@ func (f *ForgeAPI) authenticate(r *http.Request) (forgeGrant, string) {
 // that the returned pool (and PEM) trusts: NewTLSServer for other hosts,
 // such as ForgeAPIHost beside the sites'.
 func NewTLSServerFor(h http.Handler, names ...string) (*httptest.Server, *x509.CertPool, []byte) {
+	// The leaf key is ECDSA so that a scale run's many TLS handshakes cost
+	// the fake product little; tenantcheck does not care which.
 	caKey := NewRSAKey()
 	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -1,15 +1,9 @@
 package atlassiantest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -180,36 +174,7 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // CA that the returned pool (and PEM) trusts. Clients reach it by name
 // through a resolver that maps those names to 127.0.0.1.
 func NewTLSServer(h http.Handler) (*httptest.Server, *x509.CertPool, []byte) {
-	// The leaf key is ECDSA so that a scale run's many TLS handshakes cost
-	// the fake product little; tenantcheck does not care which.
-	caKey := NewRSAKey()
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	now := time.Now()
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Tenantry test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER := mustCert(x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey))
-	caCert, _ := x509.ParseCertificate(caDER)
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "fake Atlassian site"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		DNSNames:    []string{"*.atlassian.net", "*.jira.com", "localhost"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER := mustCert(x509.CreateCertificate(rand.Reader, leaf, caCert, &leafKey.PublicKey, caKey))
-
-	srv := httptest.NewUnstartedServer(h)
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}}}
-	srv.StartTLS()
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	return srv, pool, pemCert(caDER)
+	return NewTLSServerFor(h, "*.atlassian.net", "*.jira.com", "localhost")
 }
 
 func mustCert(der []byte, err error) []byte {

@@ -156,3 +156,16 @@ func ParsePrefixes(values []string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// SourcePrefix is the block a per-source limit or share counts addr in:
+// an IPv4 address alone, an IPv6 address's /64, the smallest block a
+// client is usually given, so one client cannot dodge a limit by cycling
+// the addresses it owns.
+func SourcePrefix(addr netip.Addr) netip.Prefix {
+	addr = addr.Unmap()
+	if addr.Is4() {
+		return netip.PrefixFrom(addr, 32)
+	}
+	p, _ := addr.Prefix(64)
+	return p
+}

@@ -44,6 +44,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/tenantry/tenantry/internal/ipranges"
 )
 
 // MaxSources bounds each pool's table of shares; see the package comment
@@ -138,7 +140,7 @@ func (b *Budget) Allow(ctx context.Context, now time.Time) Verdict {
 		}
 		return Allowed
 	}
-	key := sourceKey(c.Source)
+	key := ipranges.SourcePrefix(c.Source)
 	share := p.sources[key]
 	if share != nil && share.TokensAt(now) < 1 {
 		return ShareSpent
@@ -180,15 +182,4 @@ func (b *Budget) Tracked() (inside, outside int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.inside.sources), len(b.outside.sources)
-}
-
-// sourceKey groups IPv6 addresses by /64, as the receiver's per-source
-// rate limit does, so one client cannot get a share per address it owns.
-func sourceKey(addr netip.Addr) netip.Prefix {
-	addr = addr.Unmap()
-	if addr.Is4() {
-		return netip.PrefixFrom(addr, 32)
-	}
-	p, _ := addr.Prefix(64)
-	return p
 }
