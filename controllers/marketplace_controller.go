@@ -185,6 +185,13 @@ func (r *MarketplaceReconciler) installedTenants(ctx context.Context, app *conne
 // returns a verdict per tenant. Only the index and one page are held.
 func (r *MarketplaceReconciler) check(ctx context.Context, app *connectv1.ConnectApp, tenants []connectv1.ConnectTenant) ([]marketplace.Verdict, int, error) {
 	spec := app.Spec.Marketplace
+	if app.Spec.Key == "" {
+		// The report is filtered by app key: without one every tenant
+		// would read NotFound, and RoguePolicy would judge them all. A
+		// failed check changes nothing.
+		return nil, 0, marketplace.NewError(connectv1.ReasonMarketplaceNoAppKey,
+			"the licence report is read by the Connect app key and this app has no spec.key; a Forge app's licence comes in each FIT (spec.forge.unlicensed)")
+	}
 	creds, err := r.credentials(ctx, app.Namespace, spec.CredentialsSecretRef.Name)
 	if err != nil {
 		return nil, 0, err

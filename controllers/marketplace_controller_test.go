@@ -443,3 +443,35 @@ func hasEvent(events []string, prefix string) bool {
 	}
 	return false
 }
+
+// A Forge-only app (no spec.key) cannot be checked against the licence
+// report, which is read by app key: the check fails with NoAppKey and, as
+// any failed check, judges nobody, even under RoguePolicy past the grace.
+func TestMarketplaceCheckOfAForgeOnlyAppJudgesNobody(t *testing.T) {
+	w := newMPWorld(t, func(s *connectv1.ConnectAppSpec) {
+		s.Key, s.Forge = "", &connectv1.ForgeApp{AppID: atlassiantest.NewForgeAppID()}
+		s.Marketplace.Action = connectv1.UnlicensedRoguePolicy
+	})
+	cloudID := atlassiantest.NewUUID()
+	res, err := w.store.ForgeInstall(context.Background(), w.app, tenantstore.ForgeInstallation{
+		InstallationID: atlassiantest.NewInstallationID(), CloudID: cloudID, APIBaseURL: atlassiantest.ForgeAPIBaseURL("jira", cloudID),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		w.clock.Step(200 * time.Hour)
+		w.check()
+	}
+	if st := w.appStatus(); st == nil || st.LastErrorReason != connectv1.ReasonMarketplaceNoAppKey.String() {
+		t.Errorf("status.marketplace = %+v, want lastErrorReason NoAppKey", st)
+	}
+	got := w.tenantNamed(res.Tenant.Name)
+	if got == nil || got.GetPhase() == connectv1.PhaseRogue || got.Labels[connectv1.LabelQuarantined] != "" {
+		t.Fatalf("the Forge-only tenant was judged: %+v", got)
+	}
+	// As during any failed check: no verdict, Licensed Unknown.
+	if c := licensed(got); c == nil || c.Status != metav1.ConditionUnknown || c.Reason != connectv1.ReasonLicenseUnknown.String() {
+		t.Errorf("Licensed %+v, want Unknown", c)
+	}
+}

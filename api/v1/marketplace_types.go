@@ -170,6 +170,11 @@ const (
 	// ReasonMarketplaceBadResponse: the answer is not a licence report, or
 	// its next link leaves the Marketplace.
 	ReasonMarketplaceBadResponse Reason = "BadResponse"
+	// ReasonMarketplaceNoAppKey: the app has no spec.key, by which the
+	// licence report is read; a Forge-only app's licences are not checked
+	// (Forge passes each invocation's licence in its FIT instead, which
+	// spec.forge.unlicensed acts on).
+	ReasonMarketplaceNoAppKey Reason = "NoAppKey"
 	// ReasonLicenceCheckFailed, ReasonLicenceCheckRecovered and
 	// ReasonLicencesChanged are the app's event reasons.
 	ReasonLicenceCheckFailed    Reason = "LicenceCheckFailed"
