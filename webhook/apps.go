@@ -69,11 +69,14 @@ type eventSource interface {
 	AddEventHandler(cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error)
 }
 
+// noApps is the table of an index never Set: it serves nothing.
+var noApps = appkey.Resolve(nil, appkey.Policy{})
+
 func (x *AppIndex) table() *appkey.Table {
 	if t := x.snapshot.Load(); t != nil {
 		return t
 	}
-	return appkey.Resolve(nil, appkey.Policy{})
+	return noApps
 }
 
 // routes returns the lifecycle routes served at path, all of one platform.

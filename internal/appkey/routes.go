@@ -109,10 +109,9 @@ func Resolve(apps []*connectv1.ConnectApp, policy Policy) *Table {
 		}
 	}
 	for id, owners := range declared {
-		t.Owners[id] = owners[0] // live is sorted oldest first
+		t.Owners[id] = Owner(owners)
 	}
 
-	platformOf := map[string]*connectv1.ConnectApp{} // path -> the app whose platform holds it
 	for _, a := range live {
 		if _, refused := t.verdicts[name(a)]; refused {
 			continue
@@ -124,14 +123,11 @@ func Resolve(apps []*connectv1.ConnectApp, policy Policy) *Table {
 			continue
 		}
 		routes := pathsOf(a)
-		if msg := conflictingPath(a, routes, platformOf); msg != "" {
+		if msg := conflictingPath(routes, t.Routes); msg != "" {
 			t.refuse(a, connectv1.ReasonConflict, msg)
 			continue
 		}
 		for _, r := range routes {
-			if platformOf[r.path] == nil {
-				platformOf[r.path] = a
-			}
 			t.Routes[r.path] = append(t.Routes[r.path], Route{App: a, Event: r.event})
 		}
 		t.verdicts[name(a)] = Verdict{Served: true, Reason: connectv1.ReasonServing}
@@ -212,9 +208,10 @@ func pathsOf(app *connectv1.ConnectApp) []pathRoute {
 	return out
 }
 
-// conflictingPath explains why the app cannot take one of its paths, or
-// says "".
-func conflictingPath(app *connectv1.ConnectApp, routes []pathRoute, platformOf map[string]*connectv1.ConnectApp) string {
+// conflictingPath explains why an app with routes cannot take one of its
+// paths from the routes already served, or says "". The first route
+// served at a path holds it for its platform.
+func conflictingPath(routes []pathRoute, served map[string][]Route) string {
 	own := map[string]connectv1.TenantPlatform{}
 	for _, r := range routes {
 		p := r.event.Platform()
@@ -222,18 +219,10 @@ func conflictingPath(app *connectv1.ConnectApp, routes []pathRoute, platformOf m
 			return fmt.Sprintf("the path %s is declared for both a Connect callback and a Forge event; give each its own path", r.path)
 		}
 		own[r.path] = p
-		if holder := platformOf[r.path]; holder != nil && holderPlatform(holder, r.path) != p {
+		if held := served[r.path]; len(held) > 0 && held[0].Event.Platform() != p {
+			holder := held[0].App
 			return fmt.Sprintf("the path %s already receives %s deliveries for ConnectApp %s/%s, so it cannot receive this app's %s deliveries; give the app another lifecycle path",
-				r.path, holderPlatform(holder, r.path), holder.Namespace, holder.Name, p)
-		}
-	}
-	return ""
-}
-
-func holderPlatform(app *connectv1.ConnectApp, path string) connectv1.TenantPlatform {
-	for _, r := range pathsOf(app) {
-		if r.path == path {
-			return r.event.Platform()
+				r.path, held[0].Event.Platform(), holder.Namespace, holder.Name, p)
 		}
 	}
 	return ""

@@ -341,9 +341,12 @@ func (s *Store) forgeUpsert(ctx context.Context, app *connectv1.ConnectApp, in F
 	if in.InstallationID == "" || in.CloudID == "" {
 		return ForgeResult{}, errors.New("a Forge installation needs installationId and cloudId")
 	}
-	var res ForgeResult
+	var (
+		res  ForgeResult
+		skip bool // the delivery changes nothing: applied already, or stale
+	)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		res = ForgeResult{}
+		res, skip = ForgeResult{}, false
 		tenant, err := s.FindForge(ctx, app, in.InstallationID, in.CloudID)
 		if errors.Is(err, ErrNotFound) {
 			return s.createForge(ctx, app, in, &res)
@@ -355,13 +358,13 @@ func (s *Store) forgeUpsert(ctx context.Context, app *connectv1.ConnectApp, in F
 		if same, older := in.Delivery.order(tenant); same || older {
 			// Applied already, or older than what was: neither the
 			// tenant nor its token changes.
-			res.Unchanged, res.Stale = same, true
+			res.Unchanged, res.Stale, skip = same, older, true
 			return nil
 		}
 		if !install && tenant.Spec.InstallationID != "" && tenant.Spec.InstallationID != in.InstallationID {
 			// A trigger of an installation the site no longer has (its
 			// reinstall already took over): nothing of it is current.
-			res.Stale = true
+			res.Stale, skip = true, true
 			return nil
 		}
 		desired := tenant.DeepCopy()
@@ -382,10 +385,7 @@ func (s *Store) forgeUpsert(ctx context.Context, app *connectv1.ConnectApp, in F
 	if err != nil {
 		return ForgeResult{}, err
 	}
-	if res.Stale {
-		if res.Unchanged {
-			res.Stale = false // the same delivery again: a retry, not stale
-		}
+	if skip {
 		return res, nil
 	}
 	if res.Tenant.Spec.ClientKey != "" {
@@ -527,7 +527,7 @@ func (s *Store) ForgeUninstall(ctx context.Context, app *connectv1.ConnectApp, i
 		}
 		res.Tenant = tenant
 		if same, older := in.Delivery.order(tenant); same || older {
-			res.Unchanged, res.Stale = same, older && !same
+			res.Unchanged, res.Stale = same, older
 			return nil
 		}
 		desired := tenant.DeepCopy()
